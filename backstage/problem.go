@@ -1,0 +1,81 @@
+package backstage
+
+import "fmt"
+
+// Reason classifies why an entity, a file or the catalog API could not be used. The values are the
+// `reason` label of buildkite_exporter_catalog_errors: short, snake_case, stable.
+type Reason string
+
+// The reasons a catalog refresh reports. Each one names something a person can fix.
+const (
+	// ReasonInvalidAnnotation: an annotation value is not "<org-slug>/<pipeline-slug>"[,...].
+	ReasonInvalidAnnotation Reason = "invalid_annotation"
+	// ReasonDuplicatePipeline: a pipeline is claimed by two components; the loser drops it.
+	ReasonDuplicatePipeline Reason = "duplicate_pipeline"
+	// ReasonDuplicateEntity: one entity ref is defined twice with different content.
+	ReasonDuplicateEntity Reason = "duplicate_entity"
+	// ReasonMissingName: an annotated entity has no metadata.name.
+	ReasonMissingName Reason = "missing_name"
+	// ReasonInvalidEntity: an annotated entity has no kind, or a field of the wrong shape.
+	ReasonInvalidEntity Reason = "invalid_entity"
+	// ReasonUnknownAPIVersion: an annotated entity or a Location has an apiVersion other than
+	// backstage.io/v1alpha1 or backstage.io/v1beta1.
+	ReasonUnknownAPIVersion Reason = "unknown_api_version"
+	// ReasonUnreadableFile: a configured path or Location target does not exist, matches nothing,
+	// or cannot be read.
+	ReasonUnreadableFile Reason = "unreadable_file"
+	// ReasonMalformedYAML: a file is not valid YAML (the problem names the line).
+	ReasonMalformedYAML Reason = "malformed_yaml"
+	// ReasonLocationCycle: Location targets lead back to a file that is already being read.
+	ReasonLocationCycle Reason = "location_cycle"
+	// ReasonUnsupportedLocation: a Location target is a URL; only local files are followed.
+	ReasonUnsupportedLocation Reason = "unsupported_location"
+	// ReasonBackstageAPI: the Backstage catalog API could not be queried (network, 401, 5xx, bad body).
+	ReasonBackstageAPI Reason = "backstage_api"
+
+	// ReasonUnsupportedKind is not an error: an entity of another kind than Component carries a
+	// Buildkite annotation. It is logged at debug level and listed in Result.Ignored only.
+	ReasonUnsupportedKind Reason = "unsupported_kind"
+)
+
+// Reasons lists every error reason, in a stable order. The collector exports each of them, with 0
+// when there is none, so that alerts see the series before the first error.
+var Reasons = []Reason{
+	ReasonInvalidAnnotation,
+	ReasonDuplicatePipeline,
+	ReasonDuplicateEntity,
+	ReasonMissingName,
+	ReasonInvalidEntity,
+	ReasonUnknownAPIVersion,
+	ReasonUnreadableFile,
+	ReasonMalformedYAML,
+	ReasonLocationCycle,
+	ReasonUnsupportedLocation,
+	ReasonBackstageAPI,
+}
+
+// Problem is one thing wrong with the catalog. The entity or file it concerns is skipped; the rest
+// of the catalog keeps working.
+type Problem struct {
+	Reason Reason
+	// Source is where the problem is: "path/to/file.yaml:12" or the Backstage URL.
+	Source string
+	// Entity is the entity ref ("component:default/shop") when one is known.
+	Entity string
+	// Message says what is wrong and how to fix it.
+	Message string
+}
+
+func (p Problem) String() string {
+	where := p.Source
+	if p.Entity != "" {
+		if where != "" {
+			where += ": "
+		}
+		where += p.Entity
+	}
+	if where == "" {
+		return fmt.Sprintf("%s (%s)", p.Message, p.Reason)
+	}
+	return fmt.Sprintf("%s: %s (%s)", where, p.Message, p.Reason)
+}
