@@ -1,0 +1,226 @@
+package buildkite
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// Route templates: the endpoint label of the self-metrics and the name errors use.
+const (
+	routeOrgBuilds      = "/v2/organizations/{org}/builds"
+	routePipelineBuilds = "/v2/organizations/{org}/pipelines/{pipeline}/builds"
+	routeBuild          = "/v2/organizations/{org}/pipelines/{pipeline}/builds/{number}"
+	routePipelines      = "/v2/organizations/{org}/pipelines"
+	routePipeline       = "/v2/organizations/{org}/pipelines/{pipeline}"
+	routeAccessToken    = "/v2/access-token"
+)
+
+// ListOrganizationBuilds lists the builds of every pipeline of org, newest created first,
+// calling visit once per page in order. visit may return ErrStopPaging to stop early.
+func (c *Client) ListOrganizationBuilds(ctx context.Context, org string, opts ListBuildsOptions, visit func(page []Build) error) error {
+	if err := checkSlug("organization", org); err != nil {
+		return err
+	}
+	r := c.newRequest(routeOrgBuilds, fmt.Sprintf("organization %q", org),
+		"organizations/"+url.PathEscape(org)+"/builds", opts.encode())
+	return paginate(ctx, c, r, visit)
+}
+
+// ListPipelineBuilds lists the builds of one pipeline, newest created first, calling visit
+// once per page in order. visit may return ErrStopPaging to stop early.
+func (c *Client) ListPipelineBuilds(ctx context.Context, org, pipeline string, opts ListBuildsOptions, visit func(page []Build) error) error {
+	if err := checkSlugs(org, pipeline); err != nil {
+		return err
+	}
+	r := c.newRequest(routePipelineBuilds, pipelineResource(org, pipeline),
+		"organizations/"+url.PathEscape(org)+"/pipelines/"+url.PathEscape(pipeline)+"/builds", opts.encode())
+	return paginate(ctx, c, r, visit)
+}
+
+// GetBuild fetches one build by its per-pipeline number.
+func (c *Client) GetBuild(ctx context.Context, org, pipeline string, number int, opts GetBuildOptions) (*Build, error) {
+	if err := checkSlugs(org, pipeline); err != nil {
+		return nil, err
+	}
+	if number <= 0 {
+		return nil, fmt.Errorf("buildkite: build number must be positive, got %d", number)
+	}
+	r := c.newRequest(routeBuild,
+		fmt.Sprintf("build %s/%s#%d (or its organization or pipeline)", org, pipeline, number),
+		"organizations/"+url.PathEscape(org)+"/pipelines/"+url.PathEscape(pipeline)+"/builds/"+strconv.Itoa(number),
+		opts.encode())
+	var b Build
+	if err := c.getJSON(ctx, r, &b); err != nil {
+		return nil, err
+	}
+	return &b, nil
+}
+
+// ListPipelines lists the pipelines of org, calling visit once per page in order. visit may
+// return ErrStopPaging to stop early.
+func (c *Client) ListPipelines(ctx context.Context, org string, visit func(page []Pipeline) error) error {
+	if err := checkSlug("organization", org); err != nil {
+		return err
+	}
+	r := c.newRequest(routePipelines, fmt.Sprintf("organization %q", org),
+		"organizations/"+url.PathEscape(org)+"/pipelines", "per_page="+strconv.Itoa(maxPerPage))
+	return paginate(ctx, c, r, visit)
+}
+
+// GetPipeline fetches one pipeline.
+func (c *Client) GetPipeline(ctx context.Context, org, slug string) (*Pipeline, error) {
+	if err := checkSlugs(org, slug); err != nil {
+		return nil, err
+	}
+	r := c.newRequest(routePipeline, pipelineResource(org, slug),
+		"organizations/"+url.PathEscape(org)+"/pipelines/"+url.PathEscape(slug), "")
+	var p Pipeline
+	if err := c.getJSON(ctx, r, &p); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+// AccessToken describes the client's token: its scopes and expiry. It needs no scope.
+func (c *Client) AccessToken(ctx context.Context) (*AccessToken, error) {
+	r := c.newRequest(routeAccessToken, "the access token", "access-token", "")
+	var t AccessToken
+	if err := c.getJSON(ctx, r, &t); err != nil {
+		return nil, err
+	}
+	return &t, nil
+}
+
+func pipelineResource(org, pipeline string) string {
+	return fmt.Sprintf("organization %q or pipeline %q", org, org+"/"+pipeline)
+}
+
+func checkSlugs(org, pipeline string) error {
+	if err := checkSlug("organization", org); err != nil {
+		return err
+	}
+	return checkSlug("pipeline", pipeline)
+}
+
+// checkSlug rejects slugs that would change the request's path.
+func checkSlug(what, s string) error {
+	if s == "" {
+		return fmt.Errorf("buildkite: %s slug is empty", what)
+	}
+	if strings.ContainsAny(s, "/?#") || s == "." || s == ".." || strings.TrimSpace(s) != s {
+		return fmt.Errorf("buildkite: %s slug %q is not a slug (expected something like my-%s)", what, s, what)
+	}
+	return nil
+}
+
+func (c *Client) getJSON(ctx context.Context, r request, v any) error {
+	resp, err := c.do(ctx, r)
+	if err != nil {
+		return err
+	}
+	return decode(r.endpoint, resp.body, v)
+}
+
+// paginate fetches r and every page its Link header's rel="next" points to, in order. It does
+// not compute page numbers: the API's links carry the original query, and following them is
+// what the API documents.
+func paginate[T any](ctx context.Context, c *Client, r request, visit func(page []T) error) error {
+	seen := map[string]bool{}
+	for page := 1; ; page++ {
+		seen[r.url] = true
+		resp, err := c.do(ctx, r)
+		if err != nil {
+			if page > 1 {
+				return fmt.Errorf("page %d: %w", page, err)
+			}
+			return err
+		}
+		var items []T
+		if err := decode(r.endpoint, resp.body, &items); err != nil {
+			return fmt.Errorf("page %d: %w", page, err)
+		}
+		if err := visit(items); err != nil {
+			if errors.Is(err, ErrStopPaging) {
+				return nil
+			}
+			return err
+		}
+		next, err := c.nextURL(r.url, resp.header.Values("Link"))
+		if err != nil {
+			return fmt.Errorf("GET %s: page %d: %w", r.endpoint, page, err)
+		}
+		if next == "" {
+			return nil
+		}
+		if seen[next] {
+			return fmt.Errorf("GET %s: page %d: the next-page link points back to a page already read; stopping", r.endpoint, page)
+		}
+		r.url = next
+	}
+}
+
+// nextURL returns the absolute rel="next" URL of a Link header, "" when there is none. A link
+// to another host or outside the base path is refused: the token would go with it.
+func (c *Client) nextURL(current string, links []string) (string, error) {
+	raw := findRel(links, "next")
+	if raw == "" {
+		return "", nil
+	}
+	cur, err := url.Parse(current)
+	if err != nil {
+		return "", err
+	}
+	ref, err := url.Parse(raw)
+	if err != nil {
+		return "", fmt.Errorf("the next-page link is not a URL: %v", err)
+	}
+	next := cur.ResolveReference(ref)
+	if !strings.EqualFold(next.Scheme, c.base.Scheme) || !strings.EqualFold(next.Host, c.base.Host) ||
+		!strings.HasPrefix(next.Path, c.base.Path) || next.User != nil {
+		return "", fmt.Errorf("refusing to follow the next-page link to %s://%s%s: it is not under the base URL %s",
+			next.Scheme, next.Host, next.EscapedPath(), c.base)
+	}
+	return next.String(), nil
+}
+
+// findRel parses RFC 8288 Link header values, `<url>; rel="next", <url>; rel="last"`, and
+// returns the URL of the first link whose rel includes want. URLs may contain commas, so the
+// values are scanned for <...> rather than split on ",".
+func findRel(values []string, want string) string {
+	for _, v := range values {
+		for {
+			start := strings.IndexByte(v, '<')
+			if start < 0 {
+				break
+			}
+			end := strings.IndexByte(v[start:], '>')
+			if end < 0 {
+				break
+			}
+			target := v[start+1 : start+end]
+			v = v[start+end+1:]
+			params := v
+			if i := strings.IndexByte(v, '<'); i >= 0 {
+				params = v[:i]
+			}
+			params = strings.TrimRight(params, ", \t")
+			for _, p := range strings.Split(params, ";") {
+				name, val, ok := strings.Cut(strings.TrimSpace(p), "=")
+				if !ok || !strings.EqualFold(strings.TrimSpace(name), "rel") {
+					continue
+				}
+				val = strings.Trim(strings.TrimSpace(val), `"`)
+				for _, rel := range strings.Fields(val) {
+					if strings.EqualFold(rel, want) {
+						return target
+					}
+				}
+			}
+		}
+	}
+	return ""
+}

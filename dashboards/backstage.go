@@ -1,0 +1,94 @@
+package dashboards
+
+import (
+	"fmt"
+	"io"
+	"net/url"
+	"sort"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/backstage"
+)
+
+// ComponentURL is the component dashboard of one component under a Grafana root URL.
+func ComponentURL(grafanaURL, component string) string {
+	return strings.TrimSuffix(grafanaURL, "/") + ComponentPath + "?var-component=" + url.QueryEscape(component)
+}
+
+// entityPatch is the part of a catalog-info.yaml that links a component page to Grafana.
+type entityPatch struct {
+	Metadata struct {
+		Annotations map[string]string `yaml:"annotations"`
+		Links       []entityLink      `yaml:"links"`
+	} `yaml:"metadata"`
+}
+
+type entityLink struct {
+	URL   string `yaml:"url"`
+	Title string `yaml:"title"`
+	Icon  string `yaml:"icon"`
+}
+
+// BackstageAnnotations prints, for every component, the annotations and links to merge into its
+// catalog-info.yaml so that its Backstage page lists the dashboards (Grafana plugin dashboards
+// card), embeds its component dashboard (overview card) and links to it. grafanaURL is Grafana's
+// public root URL, the one readers' browsers open. Components come out sorted by entity ref, each
+// as its own YAML document headed by a comment naming the entity and the file it came from.
+func BackstageAnnotations(w io.Writer, components []backstage.Component, grafanaURL string) error {
+	u, err := url.Parse(grafanaURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("grafana URL %q: need Grafana's absolute http(s) root URL, e.g. https://grafana.example.com", grafanaURL)
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("grafana URL %q: remove the query and fragment; give Grafana's root URL, e.g. https://grafana.example.com", grafanaURL)
+	}
+	root := strings.TrimSuffix(u.String(), "/")
+
+	sorted := append([]backstage.Component(nil), components...)
+	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Ref < sorted[j].Ref })
+	if len(sorted) == 0 {
+		_, err := fmt.Fprintln(w, "# No catalog component names a Buildkite pipeline; nothing to add.")
+		return err
+	}
+	for i, c := range sorted {
+		if c.Label == "" {
+			return fmt.Errorf("component %q (from %s) has no component label; it was not read from the catalog", c.Ref, c.Source)
+		}
+		var p entityPatch
+		p.Metadata.Annotations = map[string]string{
+			"grafana/dashboard-selector": Tag,
+			// kiosk hides Grafana's chrome inside the overview card's iframe.
+			"grafana/overview-dashboard": ComponentURL(root, c.Label) + "&kiosk",
+		}
+		if len(c.Pipelines) > 0 {
+			refs := make([]string, len(c.Pipelines))
+			for j, r := range c.Pipelines {
+				refs[j] = r.String()
+			}
+			p.Metadata.Annotations[backstage.AnnotationPipelineSlug] = strings.Join(refs, ",")
+		}
+		p.Metadata.Links = []entityLink{
+			{URL: ComponentURL(root, c.Label), Title: "Deployments (Grafana)", Icon: "dashboard"},
+			{URL: root + "/d/" + SLOUID + "/buildkite-deployments-slos?var-component=" + url.QueryEscape(c.Label), Title: "Deployment SLOs (Grafana)", Icon: "dashboard"},
+		}
+		out, err := yaml.Marshal(p)
+		if err != nil {
+			return fmt.Errorf("component %s: %w", c.Ref, err)
+		}
+		if i > 0 {
+			if _, err := fmt.Fprintln(w, "---"); err != nil {
+				return err
+			}
+		}
+		source := c.Source
+		if source == "" {
+			source = "unknown source"
+		}
+		if _, err := fmt.Fprintf(w, "# %s from %q, component label %q\n%s", c.Ref, source, c.Label, out); err != nil {
+			return err
+		}
+	}
+	return nil
+}

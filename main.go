@@ -1,0 +1,440 @@
+// Command buildkite_deployments_exporter serves Prometheus metrics about the deployments of the
+// Backstage components whose pipelines run on Buildkite. This file only parses flags, builds the
+// logger, wires the parts together and serves HTTP; everything else lives in the packages.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	stdlog "log"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/go-kit/log"
+	"github.com/go-kit/log/level"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web"
+	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
+
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/alerts"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/backstage"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/buildkite"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/collector"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/config"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/dashboards"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/internal/logging"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/internal/secret"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/store"
+)
+
+const exporterName = "buildkite_deployments_exporter"
+
+// flags holds every command-line setting; secrets are never among them, only the files holding them.
+type flags struct {
+	metricsPath            string
+	disableExporterMetrics bool
+	maxRequests            int
+	apiURL                 string
+	tokenFile              string
+	requestsPerMinute      float64
+	catalogFiles           []string
+	backstageURL           string
+	backstageTokenFile     string
+	catalogRefresh         model.Duration
+	configFile             string
+	pollInterval           model.Duration
+	backfill               model.Duration
+	storagePath            string
+	retention              model.Duration
+	grafanaURL             string
+	runbookURL             string
+	log                    logging.Config
+	toolkit                *web.FlagConfig
+}
+
+func main() { os.Exit(run(os.Args[1:])) }
+
+func run(args []string) int {
+	app := kingpin.New(exporterName, "Prometheus exporter for Buildkite deployments of Backstage components.")
+	f := registerFlags(app)
+	serveCmd := app.Command("serve", "Poll Buildkite and serve /metrics (the default).").Default()
+	checkCmd := app.Command("check", "Validate --config.file and the catalog, and report every problem found; exits 1 when there is one.")
+	rulesCmd := app.Command("rules", "Print the bundled Prometheus recording and alert rules, with the thresholds of --config.file.")
+	backstageCmd := app.Command("backstage", "Print, for every component in the catalog, the Backstage annotations and links that point at the dashboards.")
+	app.Version(version.Print(exporterName))
+	app.UsageWriter(os.Stdout)
+	app.HelpFlag.Short('h')
+	cmd, err := app.Parse(args)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v (try --help)\n", exporterName, err)
+		return 2
+	}
+
+	logger, slogger, err := logging.New(f.log, os.Stderr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	cfg, err := config.Load(f.configFile)
+	if err != nil {
+		level.Error(logger).Log("msg", "Invalid configuration file; fix it or run without --config.file for the defaults", "file", f.configFile, "err", err)
+		return 1
+	}
+
+	switch cmd {
+	case rulesCmd.FullCommand():
+		return printRules(cfg, f, logger)
+	case checkCmd.FullCommand():
+		return check(f, cfg, logger)
+	case backstageCmd.FullCommand():
+		return printBackstage(f, logger)
+	case serveCmd.FullCommand():
+		return serve(f, cfg, logger, slogger)
+	}
+	return 2
+}
+
+func registerFlags(app *kingpin.Application) *flags {
+	f := &flags{}
+	app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&f.metricsPath)
+	app.Flag("web.disable-exporter-metrics", "Exclude the exporter's own Go and process metrics from /metrics.").BoolVar(&f.disableExporterMetrics)
+	app.Flag("web.max-requests", "Maximum number of parallel scrape requests; 0 disables the limit.").Default("40").IntVar(&f.maxRequests)
+	app.Flag("buildkite.api-url", "Base URL of the Buildkite REST API.").Default(buildkite.DefaultBaseURL).StringVar(&f.apiURL)
+	app.Flag("buildkite.token-file", "File holding the Buildkite API access token (scopes read_builds, read_pipelines). Without it the token is read from $BUILDKITE_API_TOKEN.").
+		PlaceHolder("FILE").StringVar(&f.tokenFile)
+	app.Flag("buildkite.requests-per-minute", "Requests per minute this exporter may send to the Buildkite API. Buildkite allows 50 per user and 200 per organization, shared with every other client of the token's user and organization.").
+		Default(fmt.Sprint(buildkite.DefaultRequestsPerMinute)).Float64Var(&f.requestsPerMinute)
+	app.Flag("catalog.file", "Backstage catalog-info.yaml file, directory (walked for *.yaml, *.yml) or glob. Repeatable.").
+		PlaceHolder("PATH").StringsVar(&f.catalogFiles)
+	app.Flag("catalog.backstage-url", "Base URL of a Backstage instance whose catalog API lists the components (e.g. https://backstage.example.com).").
+		PlaceHolder("URL").StringVar(&f.backstageURL)
+	app.Flag("catalog.backstage-token-file", "File holding the Backstage API token. Without it the token is read from $BACKSTAGE_TOKEN.").
+		PlaceHolder("FILE").StringVar(&f.backstageTokenFile)
+	app.Flag("catalog.refresh-interval", "How often the catalog is re-read (also on SIGHUP).").Default("5m").SetValue(&f.catalogRefresh)
+	app.Flag("config.file", "YAML file with environment rules, SLO objectives and alert thresholds. Defaults apply without it.").
+		PlaceHolder("FILE").StringVar(&f.configFile)
+	app.Flag("poll.interval", "How often each organization's builds are polled.").Default("30s").SetValue(&f.pollInterval)
+	app.Flag("history.backfill", "How much history the first start reads.").Default("30d").SetValue(&f.backfill)
+	app.Flag("storage.path", "Directory of the deployment log, which keeps counters across restarts. Empty keeps it in memory only.").
+		Default("./data").StringVar(&f.storagePath)
+	app.Flag("storage.retention", "Deployment records older than this are compacted into per-series totals.").Default("400d").SetValue(&f.retention)
+	app.Flag("grafana.url", "Grafana base URL, for the links printed by the backstage command.").Default("https://grafana.example.com").StringVar(&f.grafanaURL)
+	app.Flag("alerts.runbook-url", "Base URL of the runbook the rules' runbook_url annotations point at (rules command).").
+		Default(alerts.DefaultRunbookURL).StringVar(&f.runbookURL)
+	logging.AddFlags(app, &f.log)
+	f.toolkit = kingpinflag.AddFlags(app, ":10150")
+	return f
+}
+
+// catalogSources builds the catalog sources from the --catalog.* flags: files first, so that an
+// entity found in both keeps its file version.
+func catalogSources(f *flags, logger log.Logger) ([]backstage.Source, error) {
+	var sources []backstage.Source
+	if len(f.catalogFiles) > 0 {
+		sources = append(sources, backstage.NewFileSource(f.catalogFiles, logger))
+	}
+	if f.backstageURL != "" {
+		token, err := secret.Load(f.backstageTokenFile, "BACKSTAGE_TOKEN")
+		if err != nil && !errors.Is(err, secret.ErrMissing) {
+			return nil, err
+		}
+		api, err := backstage.NewAPISource(f.backstageURL, token, nil, logger)
+		if err != nil {
+			return nil, err
+		}
+		sources = append(sources, api)
+	}
+	if len(sources) == 0 {
+		return nil, errors.New("no catalog: give --catalog.file (catalog-info.yaml files or directories) or --catalog.backstage-url")
+	}
+	return sources, nil
+}
+
+func serve(f *flags, cfg *config.Config, logger log.Logger, slogger *slog.Logger) int {
+	level.Info(logger).Log("msg", "Starting "+exporterName, "version", version.Info())
+	level.Info(logger).Log("msg", "Build context", "build_context", version.BuildContext())
+
+	token, err := secret.Load(f.tokenFile, "BUILDKITE_API_TOKEN")
+	if err != nil {
+		level.Error(logger).Log("msg", "No Buildkite API token: create one with the read_builds and read_pipelines scopes and pass it with --buildkite.token-file or $BUILDKITE_API_TOKEN", "err", err)
+		return 1
+	}
+	sources, err := catalogSources(f, log.With(logger, "component", "catalog"))
+	if err != nil {
+		level.Error(logger).Log("msg", "Cannot set up the catalog", "err", err)
+		return 1
+	}
+	catalog := backstage.NewWatcher(sources, time.Duration(f.catalogRefresh), log.With(logger, "component", "catalog"))
+
+	reg := prometheus.NewRegistry()
+	exporterReg := prometheus.NewRegistry()
+	exporterReg.MustRegister(versioncollector.NewCollector("buildkite_exporter"))
+	if !f.disableExporterMetrics {
+		exporterReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+
+	client, err := buildkite.NewClient(buildkite.Config{
+		BaseURL:           f.apiURL,
+		Token:             token,
+		RequestsPerMinute: f.requestsPerMinute,
+		UserAgent:         version.ComponentUserAgent(exporterName),
+		Logger:            log.With(logger, "component", "buildkite"),
+		Registerer:        reg,
+	})
+	if err != nil {
+		level.Error(logger).Log("msg", "Invalid Buildkite client settings", "err", err)
+		return 1
+	}
+	tokenCheck := buildkite.NewTokenChecker(client, []string{buildkite.ScopeReadBuilds, buildkite.ScopeReadPipelines}, log.With(logger, "component", "token"), reg)
+
+	var deployLog store.Log = store.NewMemory()
+	if f.storagePath != "" {
+		bolt, err := store.OpenBolt(f.storagePath, store.BoltOptions{Logger: log.With(logger, "component", "store")})
+		if err != nil {
+			level.Error(logger).Log("msg", "Cannot open the deployment log", "path", f.storagePath, "err", err)
+			return 1
+		}
+		deployLog = bolt
+	} else {
+		level.Warn(logger).Log("msg", "No --storage.path: counters restart from zero on every restart")
+	}
+	defer deployLog.Close()
+
+	coll, err := collector.New(collector.Options{
+		Client:       client,
+		Catalog:      func() []backstage.Component { return catalog.Snapshot().Components },
+		Log:          deployLog,
+		Config:       cfg,
+		PollInterval: time.Duration(f.pollInterval),
+		Backfill:     time.Duration(f.backfill),
+		Retention:    time.Duration(f.retention),
+		Logger:       log.With(logger, "component", "collector"),
+		Registerer:   reg,
+	})
+	if err != nil {
+		level.Error(logger).Log("msg", "Cannot set up the collector", "err", err)
+		return 1
+	}
+	reg.MustRegister(coll, collector.NewCatalogCollector(catalog.Snapshot))
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	done := make(chan struct{}, 3)
+	go func() { catalog.Run(ctx); done <- struct{}{} }()
+	go func() { tokenCheck.Run(ctx); done <- struct{}{} }()
+	go func() {
+		if err := coll.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			level.Error(logger).Log("msg", "Collector stopped", "err", err)
+			stop()
+		}
+		done <- struct{}{}
+	}()
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				level.Info(logger).Log("msg", "SIGHUP: re-reading the catalog")
+				if err := catalog.Refresh(ctx); err != nil {
+					level.Error(logger).Log("msg", "Catalog refresh failed; keeping the last good catalog", "err", err)
+				}
+			}
+		}
+	}()
+
+	srv := &http.Server{
+		Handler:           newMux(f, reg, exporterReg, logger, func() bool { return tokenCheck.Ready() && coll.Ready() }),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      2 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- web.ListenAndServe(srv, f.toolkit, slogger) }()
+
+	code := 0
+	select {
+	case <-ctx.Done():
+		level.Info(logger).Log("msg", "Shutting down")
+	case err := <-serveErr:
+		level.Error(logger).Log("msg", "HTTP server failed", "err", err)
+		code = 1
+		stop()
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		level.Warn(logger).Log("msg", "HTTP shutdown incomplete", "err", err)
+	}
+	for range 3 {
+		<-done
+	}
+	return code
+}
+
+// newMux serves the metrics, health and readiness endpoints and the landing page.
+func newMux(f *flags, reg, exporterReg *prometheus.Registry, logger log.Logger, ready func() bool) http.Handler {
+	mux := http.NewServeMux()
+	gatherers := prometheus.Gatherers{exporterReg, reg}
+	handler := promhttp.HandlerFor(gatherers, promhttp.HandlerOpts{
+		ErrorLog:            stdlog.New(log.NewStdlibAdapter(level.Error(logger)), "", 0),
+		ErrorHandling:       promhttp.ContinueOnError,
+		MaxRequestsInFlight: f.maxRequests,
+		Registry:            exporterReg,
+	})
+	mux.Handle(f.metricsPath, promhttp.InstrumentMetricHandler(exporterReg, handler))
+	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "Healthy")
+	})
+	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready() {
+			http.Error(w, "Not ready: waiting for a valid token and the first successful poll (see the log and buildkite_exporter_token_missing_scopes)", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "Ready")
+	})
+	if f.metricsPath != "/" {
+		landing, err := web.NewLandingPage(web.LandingConfig{
+			Name:        "Buildkite deployments exporter",
+			Description: "Deployment frequency, duration, failures, recovery, lead time and SLOs of Backstage components built on Buildkite",
+			Version:     version.Info(),
+			Links: []web.LandingLinks{
+				{Address: f.metricsPath, Text: "Metrics"},
+				{Address: "/-/healthy", Text: "Health"},
+				{Address: "/-/ready", Text: "Readiness"},
+			},
+		})
+		if err != nil {
+			level.Error(logger).Log("msg", "Cannot build the landing page", "err", err)
+		} else {
+			mux.Handle("/", landing)
+		}
+	}
+	return mux
+}
+
+// rulesParams carries the configuration's objectives and thresholds into the rule templates.
+func rulesParams(cfg *config.Config, f *flags) alerts.Params {
+	p := alerts.DefaultParams()
+	p.RunbookURL = f.runbookURL
+	p.FailingFor = cfg.Alerts.FailingFor.Std()
+	p.SlowThreshold = cfg.Alerts.SlowThreshold.Std()
+	p.StuckAfter = cfg.Alerts.StuckAfter.Std()
+	p.AwaitingApprovalAfter = cfg.Alerts.AwaitingApprovalAfter.Std()
+	p.MinDeployments = cfg.Alerts.MinDeployments
+	p.PollingStaleAfter = cfg.Alerts.PollingStaleAfter.Std()
+	p.RateLimitLowRatio = cfg.Alerts.RateLimitLowRatio
+	p.DurationThreshold = cfg.SLOs.DurationThreshold.Std()
+	p.SLOWindow = cfg.SLOs.Window.Std()
+	return p
+}
+
+func printRules(cfg *config.Config, f *flags, logger log.Logger) int {
+	out, err := alerts.Render(rulesParams(cfg, f))
+	if err != nil {
+		level.Error(logger).Log("msg", "Cannot render the rules", "err", err)
+		return 1
+	}
+	os.Stdout.Write(out)
+	return 0
+}
+
+// check loads the catalog once and, when a token is configured, checks its scopes; it prints one
+// line per problem and exits 1 when there is any, so it fits a CI step or an init container.
+func check(f *flags, cfg *config.Config, logger log.Logger) int {
+	problems := 0
+	if f.configFile != "" {
+		fmt.Printf("config %s: OK\n", f.configFile)
+	}
+	sources, err := catalogSources(f, log.NewNopLogger())
+	if err != nil {
+		fmt.Printf("catalog: %v\n", err)
+		return 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	res, err := backstage.Load(ctx, sources...)
+	if err != nil {
+		fmt.Printf("catalog: %v\n", err)
+		problems++
+	}
+	for _, p := range res.Problems {
+		fmt.Printf("catalog problem: %s\n", p)
+		problems++
+	}
+	links := 0
+	for _, c := range res.Components {
+		links += len(c.Pipelines)
+	}
+	fmt.Printf("catalog: %d components linked to %d pipelines\n", len(res.Components), links)
+
+	token, err := secret.Load(f.tokenFile, "BUILDKITE_API_TOKEN")
+	switch {
+	case errors.Is(err, secret.ErrMissing):
+		fmt.Println("buildkite token: not configured, not checked")
+	case err != nil:
+		fmt.Printf("buildkite token: %v\n", err)
+		problems++
+	default:
+		client, err := buildkite.NewClient(buildkite.Config{BaseURL: f.apiURL, Token: token, RequestsPerMinute: f.requestsPerMinute,
+			UserAgent: version.ComponentUserAgent(exporterName), Logger: logger})
+		if err == nil {
+			var at *buildkite.AccessToken
+			if at, err = client.AccessToken(ctx); err == nil {
+				for _, scope := range []string{buildkite.ScopeReadBuilds, buildkite.ScopeReadPipelines} {
+					if !at.HasScope(scope) {
+						fmt.Printf("buildkite token: missing scope %s; create a token with read_builds and read_pipelines\n", scope)
+						problems++
+					}
+				}
+				fmt.Printf("buildkite token: scopes %v\n", at.Scopes)
+			}
+		}
+		if err != nil {
+			fmt.Printf("buildkite token: %v\n", err)
+			problems++
+		}
+	}
+	if problems > 0 {
+		fmt.Printf("%d problem(s) found\n", problems)
+		return 1
+	}
+	fmt.Println("no problems found")
+	return 0
+}
+
+func printBackstage(f *flags, logger log.Logger) int {
+	sources, err := catalogSources(f, logger)
+	if err != nil {
+		level.Error(logger).Log("msg", "Cannot read the catalog", "err", err)
+		return 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	res, err := backstage.Load(ctx, sources...)
+	if err != nil {
+		level.Error(logger).Log("msg", "Cannot read the catalog", "err", err)
+		return 1
+	}
+	if err := dashboards.BackstageAnnotations(os.Stdout, res.Components, f.grafanaURL); err != nil {
+		level.Error(logger).Log("msg", "Cannot print the annotations", "err", err)
+		return 1
+	}
+	return 0
+}
