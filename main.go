@@ -226,7 +226,7 @@ func serve(f *flags, cfg *config.Config, logger log.Logger, slogger *slog.Logger
 		level.Error(logger).Log("msg", "Cannot set up the collector", "err", err)
 		return 1
 	}
-	reg.MustRegister(coll, collector.NewCatalogCollector(catalog.Snapshot))
+	reg.MustRegister(collector.NewCatalogCollector(catalog.Snapshot))
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
