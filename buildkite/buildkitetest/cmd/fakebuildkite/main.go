@@ -15,13 +15,10 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
-	"go.yaml.in/yaml/v3"
-
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/backstage"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/buildkite"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/buildkite/buildkitetest"
@@ -43,7 +40,7 @@ func main() {
 func run(listen, dir string, live bool, interval time.Duration) error {
 	f := buildkitetest.New()
 	components := fixture.Populate(f, time.Now())
-	if err := writeFiles(dir, components); err != nil {
+	if err := fixture.WriteFiles(dir, components); err != nil {
 		return err
 	}
 	ln, err := net.Listen("tcp", listen)
@@ -64,42 +61,6 @@ func run(listen, dir string, live bool, interval time.Duration) error {
 		ln.Addr(), fixture.Org, filepath.Join(dir, "token"), filepath.Join(dir, "catalog"))
 	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 		return err
-	}
-	return nil
-}
-
-// writeFiles writes the token file and one catalog-info.yaml per component, as a team would have.
-func writeFiles(dir string, components []backstage.Component) error {
-	catalog := filepath.Join(dir, "catalog")
-	if err := os.MkdirAll(catalog, 0o755); err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "token"), []byte(fixture.Token+"\n"), 0o600); err != nil {
-		return err
-	}
-	for _, c := range components {
-		slugs := make([]string, len(c.Pipelines))
-		for i, p := range c.Pipelines {
-			slugs[i] = p.String()
-		}
-		entity := map[string]any{
-			"apiVersion": "backstage.io/v1alpha1",
-			"kind":       "Component",
-			"metadata": map[string]any{
-				"name":        c.Name,
-				"namespace":   c.Namespace,
-				"annotations": map[string]string{"buildkite.com/pipeline-slug": strings.Join(slugs, ",")},
-			},
-			"spec": map[string]any{"type": c.Type, "lifecycle": c.Lifecycle, "owner": c.Owner, "system": c.System},
-		}
-		b, err := yaml.Marshal(entity)
-		if err != nil {
-			return err
-		}
-		name := strings.ReplaceAll(c.Label, "/", "-") + ".yaml"
-		if err := os.WriteFile(filepath.Join(catalog, name), b, 0o644); err != nil {
-			return err
-		}
 	}
 	return nil
 }
