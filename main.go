@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	stdlog "log"
 	"log/slog"
 	"net/http"
 	"os"
@@ -220,7 +219,7 @@ func serve(f *flags, cfg *config.Config, logger log.Logger, slogger *slog.Logger
 		Backfill:     time.Duration(f.backfill),
 		Retention:    time.Duration(f.retention),
 		Logger:       log.With(logger, "component", "collector"),
-		Registerer:   reg,
+		// Not registered: the collector serves its series through its own cached handler below.
 	})
 	if err != nil {
 		level.Error(logger).Log("msg", "Cannot set up the collector", "err", err)
@@ -259,7 +258,7 @@ func serve(f *flags, cfg *config.Config, logger log.Logger, slogger *slog.Logger
 	}()
 
 	srv := &http.Server{
-		Handler:           newMux(f, reg, exporterReg, logger, func() bool { return tokenCheck.Ready() && coll.Ready() }),
+		Handler:           newMux(f, coll, reg, exporterReg, logger, func() bool { return tokenCheck.Ready() && coll.Ready() }),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      2 * time.Minute,
@@ -288,17 +287,14 @@ func serve(f *flags, cfg *config.Config, logger log.Logger, slogger *slog.Logger
 	return code
 }
 
-// newMux serves the metrics, health and readiness endpoints and the landing page.
-func newMux(f *flags, reg, exporterReg *prometheus.Registry, logger log.Logger, ready func() bool) http.Handler {
+// newMux serves the metrics, health and readiness endpoints and the landing page. The deployment
+// series come from the collector's handler, which encodes them once per poll instead of at every
+// scrape (with 1,000 components they are over 100,000 lines); the exporter's own metrics are
+// gathered at each scrape.
+func newMux(f *flags, coll *collector.Collector, reg, exporterReg *prometheus.Registry, logger log.Logger, ready func() bool) http.Handler {
 	mux := http.NewServeMux()
-	gatherers := prometheus.Gatherers{exporterReg, reg}
-	handler := promhttp.HandlerFor(gatherers, promhttp.HandlerOpts{
-		ErrorLog:            stdlog.New(log.NewStdlibAdapter(level.Error(logger)), "", 0),
-		ErrorHandling:       promhttp.ContinueOnError,
-		MaxRequestsInFlight: f.maxRequests,
-		Registry:            exporterReg,
-	})
-	mux.Handle(f.metricsPath, promhttp.InstrumentMetricHandler(exporterReg, handler))
+	handler := coll.Handler(prometheus.Gatherers{exporterReg, reg})
+	mux.Handle(f.metricsPath, promhttp.InstrumentMetricHandler(exporterReg, limitInFlight(f.maxRequests, handler)))
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "Healthy")
 	})
@@ -437,4 +433,22 @@ func printBackstage(f *flags, logger log.Logger) int {
 		return 1
 	}
 	return 0
+}
+
+// limitInFlight answers 503 when more than max scrapes run at once (0: no limit), as promhttp's
+// MaxRequestsInFlight does.
+func limitInFlight(max int, next http.Handler) http.Handler {
+	if max <= 0 {
+		return next
+	}
+	sem := make(chan struct{}, max)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case sem <- struct{}{}:
+			defer func() { <-sem }()
+			next.ServeHTTP(w, r)
+		default:
+			http.Error(w, fmt.Sprintf("Limit of concurrent requests reached (%d), try again later.", max), http.StatusServiceUnavailable)
+		}
+	})
 }

@@ -19,10 +19,10 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// The exporter's exposition of the fixture organization (written by the collector's tests) and the
+// The exporter binary's exposition of the fixture organization (kept by TestExposition in main_test.go) and the
 // bundled rules. The flags let a developer point the tests at other files.
 var (
-	fixturePath = flag.String("fixture", "../collector/testdata/fixture.prom", "exposition text of the fixture organization")
+	fixturePath = flag.String("fixture", "../testdata/exposition.prom", "the exporter binary's /metrics for the fixture organization (kept by the root package's TestExposition)")
 	rulesPath   = flag.String("rules", "../alerts/buildkite-deployments.rules.yml", "bundled Prometheus rule file")
 )
 

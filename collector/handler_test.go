@@ -1,0 +1,83 @@
+package collector
+
+import (
+	"compress/gzip"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"testing/synctest"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+type gathererFunc func() ([]*dto.MetricFamily, error)
+
+func (f gathererFunc) Gather() ([]*dto.MetricFamily, error) { return f() }
+
+// TestHandlerServesTheSameSeries: the cached handler's exposition, plain and gzipped, parses to
+// exactly what the registry renders, plus the exporter's own families.
+func TestHandlerServesTheSameSeries(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := startFixture(t)
+		want := h.metrics()
+		rest := prometheus.NewRegistry()
+		g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "buildkite_exporter_test_gauge", Help: "x"})
+		g.Set(7)
+		rest.MustRegister(g)
+		want[series("buildkite_exporter_test_gauge")] = 7
+		for _, gz := range []bool{false, true} {
+			req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+			if gz {
+				req.Header.Set("Accept-Encoding", "deflate, gzip;q=0.8")
+			}
+			rec := httptest.NewRecorder()
+			h.c.Handler(rest).ServeHTTP(rec, req)
+			if rec.Code != http.StatusOK {
+				t.Fatalf("status %d: %s", rec.Code, rec.Body)
+			}
+			var body io.Reader = rec.Body
+			if got := rec.Header().Get("Content-Encoding") == "gzip"; got != gz {
+				t.Fatalf("gzip = %v, want %v", got, gz)
+			}
+			if gz {
+				zr, err := gzip.NewReader(rec.Body)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body = zr
+			}
+			parser := expfmt.NewTextParser(model.UTF8Validation)
+			mfs, err := parser.TextToMetricFamilies(body)
+			if err != nil {
+				t.Fatalf("gzip=%v: unparsable exposition: %v", gz, err)
+			}
+			got := gather(t, gathererFunc(func() ([]*dto.MetricFamily, error) {
+				var out []*dto.MetricFamily
+				for _, mf := range mfs {
+					out = append(out, mf)
+				}
+				return out, nil
+			}))
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("gzip=%v: handler differs from the registry (-registry +handler):\n%s", gz, diff)
+			}
+		}
+	})
+}
+
+func TestAcceptsGzip(t *testing.T) {
+	for header, want := range map[string]bool{
+		"": false, "gzip": true, "deflate, gzip": true, "GZIP;q=0.5": true, "gzip;q=0": false, "identity": false,
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.Header.Set("Accept-Encoding", header)
+		if got := acceptsGzip(r); got != want {
+			t.Errorf("acceptsGzip(%q) = %v, want %v", header, got, want)
+		}
+	}
+}

@@ -1,0 +1,5 @@
+package collector
+
+import "testing/synctest"
+
+func synctestWait() { synctest.Wait() }

@@ -1,0 +1,421 @@
+package main
+
+// These tests run the real binary, as a user would: against the fake Buildkite API over HTTP, with
+// catalog-info.yaml files on disk and a token in a file. TestExposition also keeps
+// testdata/exposition.prom, the binary's whole /metrics for the fixture organization, which the
+// dashboard tests read so that no panel can query a metric or label the binary does not expose.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/buildkite/buildkitetest"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/collector/fixture"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/exposition.prom from the binary's /metrics")
+
+// binary is the exporter built once for all tests of this file.
+var binary string
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	dir, err := os.MkdirTemp("", "exporter-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, exporterName)
+	build := exec.Command("go", "build", "-o", binary, ".")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building the exporter:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// exporter is a running exporter process.
+type exporter struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	url    string
+	mu     sync.Mutex
+	stderr bytes.Buffer
+	exited chan error
+}
+
+func (e *exporter) Write(p []byte) (int, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.stderr.Write(p)
+}
+
+func (e *exporter) log() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.stderr.String()
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// startExporter runs the binary with args plus a free listen address; it is killed at cleanup.
+func startExporter(t *testing.T, env []string, args ...string) *exporter {
+	t.Helper()
+	addr := freeAddr(t)
+	e := &exporter{t: t, url: "http://" + addr, exited: make(chan error, 1)}
+	e.cmd = exec.Command(binary, append(args, "--web.listen-address="+addr)...)
+	e.cmd.Env = append(os.Environ(), env...)
+	e.cmd.Stderr = e
+	if err := e.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { e.exited <- e.cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = e.cmd.Process.Kill()
+		<-e.exited
+		if t.Failed() {
+			t.Logf("exporter log:\n%s", e.log())
+		}
+	})
+	return e
+}
+
+// get returns the status and body of a GET on the exporter.
+func (e *exporter) get(path string) (int, string) {
+	resp, err := http.Get(e.url + path)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// waitFor polls until cond holds or the deadline passes.
+func (e *exporter) waitFor(what string, d time.Duration, cond func() bool) {
+	e.t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		select {
+		case err := <-e.exited:
+			e.t.Fatalf("exporter exited (%v) while waiting for %s", err, what)
+		default:
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// fixtureOrg serves the fixture organization over HTTP and writes its token and catalog into a
+// temporary directory, which it returns with the API URL.
+func fixtureOrg(t *testing.T, scopes ...string) (dir, apiURL string) {
+	t.Helper()
+	f := buildkitetest.New()
+	components := fixture.Populate(f, time.Now())
+	if len(scopes) > 0 {
+		f.SetToken(fixture.Token, scopes...)
+	}
+	apiURL = f.Start()
+	t.Cleanup(f.Close)
+	dir = t.TempDir()
+	if err := fixture.WriteFiles(dir, components); err != nil {
+		t.Fatal(err)
+	}
+	return dir, apiURL
+}
+
+func fixtureArgs(dir, apiURL string, extra ...string) []string {
+	return append([]string{
+		"--buildkite.api-url=" + apiURL,
+		"--buildkite.token-file=" + filepath.Join(dir, "token"),
+		"--catalog.file=" + filepath.Join(dir, "catalog"),
+		"--storage.path=" + filepath.Join(dir, "data"),
+		"--poll.interval=1h", // one poll: the exposition is taken after the first
+		"--web.disable-exporter-metrics",
+	}, extra...)
+}
+
+func parseExposition(t *testing.T, text string) map[string]*dto.MetricFamily {
+	t.Helper()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := p.TextToMetricFamilies(strings.NewReader(text))
+	if err != nil {
+		t.Fatalf("/metrics is not valid exposition text: %v", err)
+	}
+	return mfs
+}
+
+// volatileLabels change from build to build or run to run; the golden comparison keeps their
+// names but not their values.
+var volatileLabels = map[string]bool{"version": true, "revision": true, "branch": true, "goversion": true,
+	"goos": true, "goarch": true, "tags": true}
+
+// seriesSet reduces an exposition to "name{label=value,...}" lines without sample values.
+func seriesSet(mfs map[string]*dto.MetricFamily) []string {
+	var out []string
+	for name, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				v := l.GetValue()
+				if volatileLabels[l.GetName()] {
+					v = "*"
+				}
+				labels = append(labels, l.GetName()+"="+v)
+			}
+			sort.Strings(labels)
+			out = append(out, fmt.Sprintf("%s %s{%s}", mf.GetType(), name, strings.Join(labels, ",")))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// contract lists every metric DESIGN.md's metric contract names.
+var contract = []string{
+	"buildkite_component_info", "buildkite_deployments_total", "buildkite_deployment_duration_seconds",
+	"buildkite_deployment_lead_time_seconds", "buildkite_deployment_recovery_seconds",
+	"buildkite_deployment_approval_wait_seconds", "buildkite_deployment_last_finished_timestamp_seconds",
+	"buildkite_deployment_failing", "buildkite_deployment_info", "buildkite_deployments_running",
+	"buildkite_deployments_awaiting_approval", "buildkite_deployment_slo_objective_ratio",
+	"buildkite_up", "buildkite_exporter_last_successful_poll_timestamp_seconds",
+	"buildkite_exporter_api_requests_total", "buildkite_exporter_api_rate_limit_remaining",
+	"buildkite_exporter_api_rate_limit_limit", "buildkite_exporter_catalog_components",
+	"buildkite_exporter_catalog_errors", "buildkite_exporter_build_info",
+}
+
+func TestExposition(t *testing.T) {
+	dir, apiURL := fixtureOrg(t)
+	e := startExporter(t, nil, fixtureArgs(dir, apiURL)...)
+	e.waitFor("/-/ready", 60*time.Second, func() bool { code, _ := e.get("/-/ready"); return code == 200 })
+
+	code, body := e.get("/metrics")
+	if code != 200 {
+		t.Fatalf("/metrics: %d %s", code, body)
+	}
+	mfs := parseExposition(t, body)
+	for _, name := range contract {
+		if mfs[name] == nil {
+			t.Errorf("contract metric %s is missing from /metrics", name)
+		}
+	}
+	problems, err := promlint.New(strings.NewReader(body)).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("lint: %s: %s", p.Metric, p.Text)
+	}
+	if got := mfs["buildkite_up"].GetMetric()[0].GetGauge().GetValue(); got != 1 {
+		t.Errorf("buildkite_up = %v after a successful poll", got)
+	}
+	// The fixture's sandbox pipeline has production builds but no component: never counted.
+	if strings.Contains(body, "sandbox") {
+		t.Error("a pipeline no component names shows up in /metrics")
+	}
+	if strings.Contains(body, fixture.Token) || strings.Contains(e.log(), fixture.Token) {
+		t.Error("the API token appears in /metrics or the log")
+	}
+
+	golden := filepath.Join("testdata", "exposition.prom")
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(golden, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run go test -run TestExposition -update . to create it)", err)
+	}
+	if diff := cmp.Diff(seriesSet(parseExposition(t, string(want))), seriesSet(mfs)); diff != "" {
+		t.Errorf("the binary's series differ from %s (-golden +binary); if intended, run go test -run TestExposition -update . and check the dashboards:\n%s", golden, diff)
+	}
+}
+
+func TestVersionAndHelp(t *testing.T) {
+	out, err := exec.Command(binary, "--version").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), exporterName+", version") || !strings.Contains(string(out), "go version:") {
+		t.Errorf("--version: %v\n%s", err, out)
+	}
+	out, err = exec.Command(binary, "--help").CombinedOutput()
+	if err != nil {
+		t.Fatalf("--help: %v\n%s", err, out)
+	}
+	for _, fl := range []string{"--web.listen-address", "--web.config.file", "--web.telemetry-path", "--buildkite.api-url",
+		"--buildkite.token-file", "--buildkite.requests-per-minute", "--catalog.file", "--catalog.backstage-url",
+		"--catalog.backstage-token-file", "--catalog.refresh-interval", "--config.file", "--poll.interval",
+		"--history.backfill", "--storage.path", "--storage.retention", "--log.level", "--log.format"} {
+		if !strings.Contains(string(out), fl) {
+			t.Errorf("--help does not list %s", fl)
+		}
+	}
+	if strings.Contains(string(out), "--buildkite.token=") {
+		t.Error("a flag takes the token as a plain value")
+	}
+}
+
+func TestNoTokenExitsWithGuidance(t *testing.T) {
+	dir, apiURL := fixtureOrg(t)
+	cmd := exec.Command(binary, "--buildkite.api-url="+apiURL, "--catalog.file="+filepath.Join(dir, "catalog"),
+		"--storage.path="+filepath.Join(dir, "data"), "--web.listen-address="+freeAddr(t))
+	cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "BUILDKITE_API_TOKEN=") })
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("want exit status 1, got %v\n%s", err, out)
+	}
+	for _, want := range []string{"BUILDKITE_API_TOKEN", "--buildkite.token-file", "read_builds"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("the error does not mention %s:\n%s", want, out)
+		}
+	}
+}
+
+func TestTokenWithoutScopeStaysNotReady(t *testing.T) {
+	dir, apiURL := fixtureOrg(t, "read_pipelines")
+	// The token comes from the environment here, the other supported way.
+	e := startExporter(t, []string{"BUILDKITE_API_TOKEN=" + fixture.Token}, slices.DeleteFunc(fixtureArgs(dir, apiURL, "--log.level=debug"),
+		func(a string) bool { return strings.HasPrefix(a, "--buildkite.token-file") })...)
+	e.waitFor("the missing scope to be reported", 30*time.Second, func() bool {
+		_, body := e.get("/metrics")
+		return strings.Contains(body, `buildkite_exporter_token_missing_scopes{scope="read_builds"} 1`)
+	})
+	if code, _ := e.get("/-/ready"); code != http.StatusServiceUnavailable {
+		t.Errorf("/-/ready = %d with a token lacking read_builds", code)
+	}
+	if code, _ := e.get("/-/healthy"); code != 200 {
+		t.Errorf("/-/healthy = %d; the process must keep serving", code)
+	}
+	if !strings.Contains(e.log(), "read_builds") {
+		t.Errorf("the log does not name the missing scope:\n%s", e.log())
+	}
+	_, body := e.get("/metrics")
+	if strings.Contains(e.log(), fixture.Token) || strings.Contains(body, fixture.Token) {
+		t.Error("the token appears in the log or /metrics")
+	}
+}
+
+func TestCheckCommand(t *testing.T) {
+	dir, apiURL := fixtureOrg(t)
+	args := []string{"check", "--catalog.file=" + filepath.Join(dir, "catalog"), "--buildkite.api-url=" + apiURL,
+		"--buildkite.token-file=" + filepath.Join(dir, "token")}
+	out, err := exec.Command(binary, args...).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "no problems found") || !strings.Contains(string(out), "4 components") {
+		t.Errorf("check of the fixture: %v\n%s", err, out)
+	}
+
+	bad := filepath.Join(dir, "catalog", "broken.yaml")
+	if err := os.WriteFile(bad, []byte(`apiVersion: backstage.io/v1alpha1
+kind: Component
+metadata:
+  name: broken
+  annotations:
+    buildkite.com/pipeline-slug: Acme/My Pipeline
+spec: {owner: team-x, type: service, lifecycle: production}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err = exec.Command(binary, args...).CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("check with a broken entity: want exit 1, got %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "broken.yaml") || !strings.Contains(string(out), "invalid_annotation") {
+		t.Errorf("check does not name the file and the reason:\n%s", out)
+	}
+	if !strings.Contains(string(out), "4 components") {
+		t.Errorf("a broken entity hid the valid ones:\n%s", out)
+	}
+}
+
+func TestRulesCommand(t *testing.T) {
+	out, err := exec.Command(binary, "rules").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	committed, err := os.ReadFile(filepath.Join("alerts", "buildkite-deployments.rules.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(string(committed), string(out)); diff != "" {
+		t.Errorf("rules with the default configuration differ from the committed rule file:\n%s", diff)
+	}
+
+	cfg := filepath.Join(t.TempDir(), "config.yml")
+	if err := os.WriteFile(cfg, []byte("alerts:\n  stuck_after: 3h\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	custom, err := exec.Command(binary, "rules", "--config.file="+cfg).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(custom) == string(out) || !strings.Contains(string(custom), "10800") && !strings.Contains(string(custom), "3h") {
+		t.Errorf("alerts.stuck_after: 3h did not change the rules")
+	}
+
+	if err := os.WriteFile(cfg, []byte("alerts:\n  stuck_afterr: 3h\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := exec.Command(binary, "rules", "--config.file="+cfg).CombinedOutput()
+	if err == nil || !strings.Contains(string(msg), "stuck_afterr") {
+		t.Errorf("an unknown config key must fail and be named: %v\n%s", err, msg)
+	}
+}
+
+func TestGracefulShutdown(t *testing.T) {
+	dir, apiURL := fixtureOrg(t)
+	e := startExporter(t, nil, fixtureArgs(dir, apiURL)...)
+	e.waitFor("/-/ready", 60*time.Second, func() bool { code, _ := e.get("/-/ready"); return code == 200 })
+	if err := e.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	select {
+	case err := <-e.exited:
+		e.exited <- err // for the cleanup
+		if err != nil {
+			t.Errorf("exit after SIGTERM: %v", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("no exit within 15s of SIGTERM")
+	}
+}
