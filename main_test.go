@@ -33,6 +33,7 @@ import (
 
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/buildkite/buildkitetest"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/collector/fixture"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/config"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/exposition.prom from the binary's /metrics")
@@ -417,5 +418,19 @@ func TestGracefulShutdown(t *testing.T) {
 		}
 	case <-ctx.Done():
 		t.Fatal("no exit within 15s of SIGTERM")
+	}
+}
+
+// The README points users at examples/config.yml: it must load, and its overrides must apply.
+func TestExampleConfig(t *testing.T) {
+	cfg, err := config.Load(filepath.Join("examples", "config.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.ObjectivesFor("shop", "team-shop", "production")[config.SLOSuccess]; got != 0.99 {
+		t.Errorf("shop's production success objective = %v, want the override 0.99", got)
+	}
+	if got := cfg.NormalizeEnvironment("uat"); got != config.Staging {
+		t.Errorf("alias uat -> %q, want staging", got)
 	}
 }

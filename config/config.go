@@ -46,8 +46,9 @@ var builtinAliases = map[string]string{
 
 // Approval timing modes: which finished deployments get their block-step wait measured.
 const (
-	// ApprovalTimingSeenBlocked fetches the jobs of a finished build only if an earlier poll saw
-	// it blocked: one extra request per approved deployment, none for the others.
+	// ApprovalTimingSeenBlocked lists the first start's backfill with jobs (no extra requests),
+	// then fetches the jobs of a finished build only if an earlier poll saw it blocked: one extra
+	// request per approved deployment, none for the others.
 	ApprovalTimingSeenBlocked = "seen_blocked"
 	// ApprovalTimingAll lists finished builds with their jobs (bigger pages, no extra requests),
 	// so backfilled deployments are timed too.
