@@ -64,7 +64,6 @@ type harnessOpt func(*Options)
 
 func withConfig(cfg *config.Config) harnessOpt { return func(o *Options) { o.Config = cfg } }
 func withLog(l store.Log) harnessOpt           { return func(o *Options) { o.Log = l } }
-func withBackfill(d time.Duration) harnessOpt  { return func(o *Options) { o.Backfill = d } }
 
 func newTestClient(t testing.TB, f *buildkitetest.Fake) *buildkite.Client {
 	t.Helper()

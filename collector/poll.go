@@ -417,10 +417,6 @@ func approvalWait(jobs []buildkite.Job) float64 {
 	return total
 }
 
-// errSliceFull ends a listing that reached maxPagesPerSlice; the next slice continues below the
-// oldest build read.
-var errSliceFull = errors.New("slice full")
-
 // listBuilds runs one kind of query for the annotated pipelines of org, org-wide or per pipeline,
 // whichever the estimates expect to be cheaper, and updates the estimates.
 func (c *Collector) listBuilds(ctx context.Context, org string, slugs []string, kind string, est costEstimates, window float64, opts buildkite.ListBuildsOptions) ([]buildkite.Build, error) {

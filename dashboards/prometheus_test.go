@@ -120,7 +120,7 @@ scrape_configs:
 	type check struct{ where, expr string }
 	var checks []check
 	for _, q := range panelQueries(t) {
-		checks = append(checks, check{q.where, q.expr})
+		checks = append(checks, check(q))
 	}
 	for _, v := range variableQueries(t) {
 		checks = append(checks, check{v.where, fmt.Sprintf("count by (%s) (%s)", v.label, v.expr)})
