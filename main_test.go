@@ -12,7 +12,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -34,6 +33,7 @@ import (
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/buildkite/buildkitetest"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/collector/fixture"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/config"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/internal/testenv"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/exposition.prom from the binary's /metrics")
@@ -82,20 +82,10 @@ func (e *exporter) log() string {
 	return e.stderr.String()
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // startExporter runs the binary with args plus a free listen address; it is killed at cleanup.
 func startExporter(t *testing.T, env []string, args ...string) *exporter {
 	t.Helper()
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	e := &exporter{t: t, url: "http://" + addr, exited: make(chan error, 1)}
 	e.cmd = exec.Command(binary, append(args, "--web.listen-address="+addr)...)
 	e.cmd.Env = append(os.Environ(), env...)
@@ -296,7 +286,7 @@ func TestVersionAndHelp(t *testing.T) {
 func TestNoTokenExitsWithGuidance(t *testing.T) {
 	dir, apiURL := fixtureOrg(t)
 	cmd := exec.Command(binary, "--buildkite.api-url="+apiURL, "--catalog.file="+filepath.Join(dir, "catalog"),
-		"--storage.path="+filepath.Join(dir, "data"), "--web.listen-address="+freeAddr(t))
+		"--storage.path="+filepath.Join(dir, "data"), "--web.listen-address="+testenv.FreeAddr(t))
 	cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "BUILDKITE_API_TOKEN=") })
 	out, err := cmd.CombinedOutput()
 	var exit *exec.ExitError

@@ -1,7 +1,6 @@
 package backstage_test
 
 import (
-	"bytes"
 	"context"
 	"net/http"
 	"net/http/httptest"
@@ -18,28 +17,11 @@ import (
 
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/backstage"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/backstage/backstagetest"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/internal/testenv"
 )
 
 func entity(name, pipeline string) map[string]any {
 	return backstagetest.Entity("", name, "team", map[string]string{backstage.AnnotationPipelineSlug: pipeline})
-}
-
-// syncBuffer is a log sink safe for the Watcher's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestWatcherKeepsLastGoodAndRemoves runs over real HTTP: refresh, failures of each source (the
@@ -118,7 +100,7 @@ func TestWatcherLogsProblemsOnceAndNeverTheToken(t *testing.T) {
 	fake := backstagetest.New(testToken)
 	srv := httptest.NewServer(fake)
 	defer srv.Close()
-	var buf syncBuffer
+	var buf testenv.LogBuffer
 	logger := log.NewLogfmtLogger(&buf)
 	api, err := backstage.NewAPISource(srv.URL, "wrong-"+testToken, srv.Client(), logger)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/internal/secret"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/internal/testenv"
 )
 
 func TestNewClientValidatesConfig(t *testing.T) {
@@ -444,7 +445,7 @@ func TestTransportErrorHidesToken(t *testing.T) {
 	srv := httptest.NewServer(http.NotFoundHandler())
 	url := srv.URL
 	srv.Close() // connection refused from now on
-	logs := &syncBuffer{}
+	logs := &testenv.LogBuffer{}
 	c := newTestClient(t, nil, Config{BaseURL: url + "/v2/", HTTPClient: &http.Client{}, MaxRetries: -1, Logger: newLogfmt(logs)})
 	err := listOrg(c)
 	var te *TransportError

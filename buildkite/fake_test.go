@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -25,29 +24,12 @@ import (
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/buildkite"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/buildkite/buildkitetest"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/internal/secret"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/internal/testenv"
 )
 
 const token = "bkua_fake_0123456789SECRETTOKEN"
 
 var allScopes = []string{buildkite.ScopeReadBuilds, buildkite.ScopeReadPipelines}
-
-// logBuffer is a goroutine-safe sink for go-kit logs.
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // overHTTP starts f on a real socket and returns a client for it.
 func overHTTP(t *testing.T, f *buildkitetest.Fake, cfg buildkite.Config) *buildkite.Client {
@@ -583,7 +565,7 @@ func TestFakeTokenNeverLogged(t *testing.T) {
 		f := buildkitetest.New()
 		f.SetToken(token, buildkite.ScopeReadBuilds)
 		addMany(f, "acme", "shop-deploy", 3, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-		logs := &logBuffer{}
+		logs := &testenv.LogBuffer{}
 		logger := log.NewLogfmtLogger(logs) // no level filter: debug included
 		c := inProcess(t, f, buildkite.Config{Logger: logger, MaxRetries: 3})
 		ctx := context.Background()

@@ -1,7 +1,6 @@
 package buildkite
 
 import (
-	"bytes"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -14,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/internal/secret"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/internal/testenv"
 )
 
 const testToken = "bkua_0123456789abcdefSECRET"
@@ -75,24 +75,6 @@ func (s *script) requests() []seen {
 	return append([]seen(nil), s.reqs...)
 }
 
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // newTestClient returns a client for h, in process, without local pacing unless cfg sets it.
 func newTestClient(t *testing.T, h http.Handler, cfg Config) *Client {
 	t.Helper()
@@ -144,6 +126,6 @@ func rlHeaders(orgRemaining, orgReset, userRemaining, userReset int) map[string]
 func itoa(n int) string { return strconv.Itoa(n) }
 
 // newLogfmt logs everything, debug included, into w.
-func newLogfmt(w *syncBuffer) log.Logger {
+func newLogfmt(w *testenv.LogBuffer) log.Logger {
 	return log.NewLogfmtLogger(w)
 }

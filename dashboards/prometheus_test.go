@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -18,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/internal/testenv"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -36,12 +36,7 @@ var emptyAllowed = map[string]string{
 // query runs through its HTTP API with the variables set as a reader coming from Backstage would
 // set them. Each must return at least one series.
 func TestPanelsHaveDataInPrometheus(t *testing.T) {
-	if _, err := os.Stat(prometheusBinary); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI needs %s (Debian package prometheus) for this test: %v", prometheusBinary, err)
-		}
-		t.Skipf("%s not installed: %v", prometheusBinary, err)
-	}
+	promBin := testenv.Binary(t, prometheusBinary, "prometheus")
 	fixture, err := os.ReadFile(*fixturePath)
 	if err != nil {
 		t.Fatalf("the exporter's fixture exposition is needed: %v", err)
@@ -72,9 +67,9 @@ scrape_configs:
 	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	var logs bytes.Buffer
-	cmd := exec.CommandContext(ctx, prometheusBinary,
+	cmd := exec.CommandContext(ctx, promBin,
 		"--config.file="+filepath.Join(dir, "prometheus.yml"),
 		"--storage.tsdb.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+addr,
@@ -198,16 +193,6 @@ func writeFastRules(t *testing.T, path string) {
 	if err := os.WriteFile(path, out, 0o644); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // regexpQuote escapes a component name as Grafana does for a regex matcher; PromQL string

@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -28,6 +27,7 @@ import (
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/alerts"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/buildkite"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/buildkite/buildkitetest"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/internal/testenv"
 )
 
 const (
@@ -91,28 +91,6 @@ func (r *receiver) find(skip int, path, alertname, status string) (alert, bool) 
 		}
 	}
 	return alert{}, false
-}
-
-func lookBinary(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s not found and CI is set: install the Debian packages prometheus and prometheus-alertmanager", name)
-		}
-		t.Skipf("%s not found: install the Debian packages prometheus and prometheus-alertmanager to run the end-to-end test", name)
-	}
-	return p
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 func write(t *testing.T, path, content string) {
@@ -329,8 +307,8 @@ func runbookAnchors(t *testing.T) map[string]bool {
 }
 
 func TestAlertingEndToEnd(t *testing.T) {
-	promBin := lookBinary(t, "prometheus")
-	amBin := lookBinary(t, "prometheus-alertmanager")
+	promBin := testenv.Binary(t, "prometheus", "prometheus")
+	amBin := testenv.Binary(t, "prometheus-alertmanager", "prometheus-alertmanager")
 	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	defer cancel()
 	dir := t.TempDir()
@@ -388,7 +366,7 @@ spec:
 	hooks := httptest.NewServer(recv)
 	defer hooks.Close()
 
-	exporterAddr, promAddr, amAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	exporterAddr, promAddr, amAddr := testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t)
 
 	exporter := start(t, dir, exporterBin,
 		"--buildkite.api-url="+apiURL,
