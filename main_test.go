@@ -12,6 +12,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"os/exec"
@@ -30,6 +31,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/buildkite"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/buildkite/buildkitetest"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/collector/fixture"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/config"
@@ -424,3 +426,223 @@ func TestExampleConfig(t *testing.T) {
 		t.Errorf("alias uat -> %q, want staging", got)
 	}
 }
+
+// liveOrg is the fixture organization without the fake's rate limits, for tests that poll every
+// second; it returns the fake so the test can keep adding builds.
+func liveOrg(t *testing.T) (f *buildkitetest.Fake, dir, apiURL string) {
+	t.Helper()
+	f = buildkitetest.New(buildkitetest.WithRateLimits(false))
+	components := fixture.Populate(f, time.Now())
+	apiURL = f.Start()
+	t.Cleanup(f.Close)
+	dir = t.TempDir()
+	if err := fixture.WriteFiles(dir, components); err != nil {
+		t.Fatal(err)
+	}
+	return f, dir, apiURL
+}
+
+func liveArgs(dir, apiURL string) []string {
+	args := fixtureArgs(dir, apiURL, "--buildkite.requests-per-minute=6000")
+	for i, a := range args {
+		if strings.HasPrefix(a, "--poll.interval=") {
+			args[i] = "--poll.interval=1s"
+		}
+	}
+	return args
+}
+
+// sample returns the value of the series of name whose labels include want, or -1 when absent.
+func sample(t *testing.T, body, name string, want map[string]string) float64 {
+	t.Helper()
+	mf := parseExposition(t, body)[name]
+next:
+	for _, m := range mf.GetMetric() {
+		got := map[string]string{}
+		for _, l := range m.GetLabel() {
+			got[l.GetName()] = l.GetValue()
+		}
+		for k, v := range want {
+			if got[k] != v {
+				continue next
+			}
+		}
+		switch {
+		case m.Counter != nil:
+			return m.GetCounter().GetValue()
+		case m.Gauge != nil:
+			return m.GetGauge().GetValue()
+		case m.Histogram != nil:
+			return float64(m.GetHistogram().GetSampleCount())
+		}
+	}
+	return -1
+}
+
+// TestLiveDeployments follows builds as they start, finish, re-open after a retry, finish again
+// and wait on and pass an approval, as a user watching /metrics would see them.
+func TestLiveDeployments(t *testing.T) {
+	f, dir, apiURL := liveOrg(t)
+	e := startExporter(t, nil, liveArgs(dir, apiURL)...)
+	e.waitFor("/-/ready", 60*time.Second, func() bool { code, _ := e.get("/-/ready"); return code == 200 })
+
+	worker := map[string]string{"component": "worker", "environment": "production"}
+	total := func(state string) map[string]string {
+		return map[string]string{"component": "worker", "environment": "production", "pipeline": fixture.Org + "/" + fixture.PipelineWorker, "state": state}
+	}
+	until := func(what string, cond func(body string) bool) {
+		t.Helper()
+		e.waitFor(what, 20*time.Second, func() bool { _, body := e.get("/metrics"); return cond(body) })
+	}
+	_, body := e.get("/metrics")
+	passed0, failed0 := sample(t, body, "buildkite_deployments_total", total("passed")), sample(t, body, "buildkite_deployments_total", total("failed"))
+	running0 := sample(t, body, "buildkite_deployments_running", worker)
+
+	// A deployment starts: running goes up, nothing is counted yet.
+	now := time.Now()
+	b := f.AddBuild(fixture.Org, fixture.PipelineWorker, buildkite.Build{State: buildkite.StateRunning, Branch: "main",
+		Commit: strings.Repeat("1", 40), CreatedAt: buildkite.Timestamp{Time: now}, StartedAt: buildkite.Timestamp{Time: now}})
+	until("the new build to show as running", func(body string) bool {
+		return sample(t, body, "buildkite_deployments_running", worker) == running0+1
+	})
+	// It fails: one failure, failing = 1.
+	if err := f.FinishBuild(fixture.Org, fixture.PipelineWorker, b.Number, buildkite.StateFailed, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	until("the failure to be counted", func(body string) bool {
+		return sample(t, body, "buildkite_deployments_total", total("failed")) == failed0+1 &&
+			sample(t, body, "buildkite_deployment_failing", worker) == 1
+	})
+	// A job is retried: the build re-opens, then passes. Both outcomes count; one recovery.
+	if err := f.RetryBuild(fixture.Org, fixture.PipelineWorker, b.Number); err != nil {
+		t.Fatal(err)
+	}
+	until("the re-opened build to run again", func(body string) bool {
+		return sample(t, body, "buildkite_deployments_running", worker) == running0+1
+	})
+	if err := f.FinishBuild(fixture.Org, fixture.PipelineWorker, b.Number, buildkite.StatePassed, time.Now().Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	until("the retried build's pass and the recovery", func(body string) bool {
+		return sample(t, body, "buildkite_deployments_total", total("passed")) == passed0+1 &&
+			sample(t, body, "buildkite_deployments_total", total("failed")) == failed0+1 &&
+			sample(t, body, "buildkite_deployment_failing", worker) == 0 &&
+			sample(t, body, "buildkite_deployment_recovery_seconds", worker) == 1
+	})
+
+	// A deployment waits on its approval gate, is approved, and passes: its wait is measured.
+	gated := f.AddBuild(fixture.Org, fixture.PipelineWorker, buildkite.Build{State: buildkite.StatePassed, Blocked: true, Branch: "main",
+		Commit: strings.Repeat("2", 40), CreatedAt: buildkite.Timestamp{Time: time.Now()}, StartedAt: buildkite.Timestamp{Time: time.Now()},
+		FinishedAt: buildkite.Timestamp{Time: time.Now()},
+		Jobs:       []buildkite.Job{{Type: buildkite.JobTypeManual, Label: "Release?", State: "blocked", RunnableAt: buildkite.Timestamp{Time: time.Now()}}}})
+	until("the gated build to await approval", func(body string) bool {
+		return sample(t, body, "buildkite_deployments_awaiting_approval", worker) == 1
+	})
+	if err := f.Unblock(fixture.Org, fixture.PipelineWorker, gated.Number, time.Now().Add(90*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.FinishBuild(fixture.Org, fixture.PipelineWorker, gated.Number, buildkite.StatePassed, time.Now().Add(2*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	until("the approved deployment and its approval wait", func(body string) bool {
+		return sample(t, body, "buildkite_deployments_total", total("passed")) == passed0+2 &&
+			sample(t, body, "buildkite_deployments_awaiting_approval", worker) == 0 &&
+			sample(t, body, "buildkite_deployment_approval_wait_seconds", worker) == 1
+	})
+}
+
+// TestCrashAndRestart kills the exporter process with SIGKILL at random moments while builds keep
+// finishing, restarts it on the same storage path each time, and requires, once it has caught up,
+// counters equal to a direct count of the builds: none lost, none counted twice, none gone down.
+func TestCrashAndRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills and restarts the exporter ten times")
+	}
+	f, dir, apiURL := liveOrg(t)
+	states := []string{buildkite.StatePassed, buildkite.StateFailed, buildkite.StateCanceled}
+	// The fixture's worker pipeline starts with one passed deployment.
+	want := map[string]float64{buildkite.StatePassed: 1, buildkite.StateFailed: 0, buildkite.StateCanceled: 0}
+	var mu sync.Mutex
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	producing := make(chan struct{})
+	go func() {
+		defer close(producing)
+		for i := 0; ; i++ {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(40 * time.Millisecond):
+			}
+			state := states[i%3]
+			at := time.Now()
+			mu.Lock()
+			f.AddBuild(fixture.Org, fixture.PipelineWorker, buildkite.Build{State: state, Branch: "main",
+				Commit: fmt.Sprintf("%040x", i), CreatedAt: buildkite.Timestamp{Time: at.Add(-time.Minute)},
+				StartedAt: buildkite.Timestamp{Time: at.Add(-time.Minute)}, FinishedAt: buildkite.Timestamp{Time: at}})
+			want[state]++
+			mu.Unlock()
+		}
+	}()
+
+	series := func(state string) map[string]string {
+		return map[string]string{"component": "worker", "environment": "production", "pipeline": fixture.Org + "/" + fixture.PipelineWorker, "state": state}
+	}
+	last := map[string]float64{}
+	seed := time.Now().UnixNano()
+	t.Logf("seed %d", seed)
+	rnd := newRand(seed)
+	for kill := range 10 {
+		e := startExporter(t, nil, liveArgs(dir, apiURL)...)
+		// Kill at a random moment: before, during or after replay and polls.
+		deadline := time.Now().Add(time.Duration(300+rnd.IntN(2200)) * time.Millisecond)
+		for time.Now().Before(deadline) {
+			if code, body := e.get("/metrics"); code == 200 {
+				for _, s := range states {
+					v := sample(t, body, "buildkite_deployments_total", series(s))
+					if v >= 0 && v < last[s] {
+						t.Errorf("restart %d: %s went down from %v to %v", kill, s, last[s], v)
+					}
+					last[s] = max(last[s], v)
+				}
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if err := e.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		err := <-e.exited
+		e.exited <- err
+		t.Logf("restart %d: killed after %d log lines", kill, strings.Count(e.log(), "\n"))
+	}
+	cancel()
+	<-producing
+
+	mu.Lock()
+	defer mu.Unlock()
+	e := startExporter(t, nil, liveArgs(dir, apiURL)...)
+	e.waitFor("the counters to equal the builds", 30*time.Second, func() bool {
+		code, body := e.get("/metrics")
+		if code != 200 {
+			return false
+		}
+		for _, s := range states {
+			if sample(t, body, "buildkite_deployments_total", series(s)) != want[s] {
+				return false
+			}
+		}
+		return true
+	})
+	// And stay there: nothing arrives later that was counted twice.
+	time.Sleep(2500 * time.Millisecond)
+	_, body := e.get("/metrics")
+	for _, s := range states {
+		if got := sample(t, body, "buildkite_deployments_total", series(s)); got != want[s] {
+			t.Errorf("%s: %v counted, %v finished", s, got, want[s])
+		}
+	}
+	t.Logf("after 10 SIGKILLs: %v deployments, counted exactly", want)
+}
+
+func newRand(seed int64) *rand.Rand { return rand.New(rand.NewPCG(uint64(seed), 0)) }
