@@ -234,11 +234,13 @@ func serve(f *flags, cfg *config.Config, logger log.Logger, slogger *slog.Logger
 	defer signal.Stop(hup)
 
 	done := make(chan struct{}, 3)
+	collectorFailed := make(chan struct{})
 	go func() { catalog.Run(ctx); done <- struct{}{} }()
 	go func() { tokenCheck.Run(ctx); done <- struct{}{} }()
 	go func() {
 		if err := coll.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 			level.Error(logger).Log("msg", "Collector stopped", "err", err)
+			close(collectorFailed)
 			stop()
 		}
 		done <- struct{}{}
@@ -283,6 +285,11 @@ func serve(f *flags, cfg *config.Config, logger log.Logger, slogger *slog.Logger
 	}
 	for range 3 {
 		<-done
+	}
+	select {
+	case <-collectorFailed:
+		code = 1
+	default:
 	}
 	return code
 }

@@ -646,3 +646,39 @@ func TestCrashAndRestart(t *testing.T) {
 }
 
 func newRand(seed int64) *rand.Rand { return rand.New(rand.NewPCG(uint64(seed), 0)) }
+
+// TestSIGHUPReloadsCatalog adds a component to the catalog and sends SIGHUP: the new component's
+// series appear without waiting for --catalog.refresh-interval, with its pipeline's history: a
+// component annotated after the first start gets the same backfill window as the others.
+func TestSIGHUPReloadsCatalog(t *testing.T) {
+	_, dir, apiURL := liveOrg(t)
+	e := startExporter(t, nil, append(liveArgs(dir, apiURL), "--catalog.refresh-interval=1h")...)
+	e.waitFor("/-/ready", 60*time.Second, func() bool { code, _ := e.get("/-/ready"); return code == 200 })
+	if _, body := e.get("/metrics"); strings.Contains(body, `component="sandbox"`) {
+		t.Fatal("sandbox is exported before any component names it")
+	}
+	if err := os.WriteFile(filepath.Join(dir, "catalog", "sandbox.yaml"), []byte(`apiVersion: backstage.io/v1alpha1
+kind: Component
+metadata:
+  name: sandbox
+  annotations:
+    buildkite.com/pipeline-slug: acme/sandbox
+spec: {owner: team-sandbox, type: service, lifecycle: experimental}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor("the new component after SIGHUP", 20*time.Second, func() bool {
+		_, body := e.get("/metrics")
+		return strings.Contains(body, `buildkite_component_info{component="sandbox",lifecycle="experimental",owner="team-sandbox",pipeline="acme/sandbox",system=""} 1`) &&
+			strings.Contains(body, "buildkite_exporter_catalog_components 5")
+	})
+	// The fixture's sandbox pipeline deployed to production once a day for the last five days.
+	e.waitFor("the new pipeline's history", 20*time.Second, func() bool {
+		_, body := e.get("/metrics")
+		return sample(t, body, "buildkite_deployments_total", map[string]string{"component": "sandbox",
+			"environment": "production", "pipeline": "acme/sandbox", "state": "passed"}) == 5
+	})
+}

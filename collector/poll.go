@@ -206,6 +206,13 @@ func (c *Collector) fetchOrg(ctx context.Context, org string, pipelines map[stri
 	if err != nil {
 		return nil, wm, fmt.Errorf("listing builds finished since %s: %w", from.Format(time.RFC3339), err)
 	}
+	if !backfilling {
+		backfilled, err := c.backfillNewPipelines(ctx, org, slugs, wm.Pipelines, start)
+		if err != nil {
+			return nil, wm, err
+		}
+		finished = mergeBuilds(finished, backfilled)
+	}
 	// Open builds older than twice the approval age are abandoned: neither running nor awaiting
 	// approval in any sense the gauges report.
 	open, err := c.listBuilds(ctx, org, slugs, queryOpen, est, 1, buildkite.ListBuildsOptions{
@@ -277,7 +284,55 @@ func (c *Collector) fetchOrg(ctx context.Context, org string, pipelines map[stri
 		}
 		c.appendRecords(cy, org, comp, slug, b, state, wait)
 	}
-	return cy, store.Watermark{FinishedFrom: start, BackfillDone: true}, nil
+	return cy, store.Watermark{FinishedFrom: start, BackfillDone: true, Pipelines: slugs}, nil
+}
+
+// backfillNewPipelines reads the history of the pipelines annotated since the last cycle (in
+// slugs, not in covered), one per-pipeline listing each, so that a component added to the catalog
+// gets the same history window as those there at the first start. Outcomes read twice are
+// stored once: records are keyed by build and finish time.
+func (c *Collector) backfillNewPipelines(ctx context.Context, org string, slugs, covered []string, start time.Time) ([]buildkite.Build, error) {
+	if covered == nil || c.backfill <= 0 {
+		return nil, nil
+	}
+	var out []buildkite.Build
+	for _, s := range slugs {
+		if _, ok := slices.BinarySearch(covered, s); ok {
+			continue
+		}
+		from := start.Add(-c.backfill)
+		level.Info(c.logger).Log("msg", "Backfilling a newly annotated pipeline", "organization", org, "pipeline", s, "since", from)
+		builds, err := c.sliced(ctx, buildkite.ListBuildsOptions{
+			FinishedFrom:    from,
+			ExcludeJobs:     c.cfg.ApprovalTiming == config.ApprovalTimingOff,
+			ExcludePipeline: true,
+		}, func(o buildkite.ListBuildsOptions, visit func([]buildkite.Build) error) error {
+			return c.client.ListPipelineBuilds(ctx, org, s, o, visit)
+		})
+		if err != nil {
+			return nil, fmt.Errorf("backfilling newly annotated pipeline %s/%s: %w", org, s, err)
+		}
+		out = append(out, builds...)
+	}
+	return out, nil
+}
+
+// mergeBuilds appends the builds of more that a are missing (by id).
+func mergeBuilds(a, more []buildkite.Build) []buildkite.Build {
+	if len(more) == 0 {
+		return a
+	}
+	seen := make(map[string]bool, len(a))
+	for i := range a {
+		seen[a[i].ID] = true
+	}
+	for _, b := range more {
+		if !seen[b.ID] {
+			seen[b.ID] = true
+			a = append(a, b)
+		}
+	}
+	return a
 }
 
 // appendRecords makes the records of one finished deployment build, one per environment.

@@ -46,6 +46,10 @@ type Watermark struct {
 	FinishedFrom time.Time `json:"finished_from"`
 	// BackfillDone is set once the first start's history backfill finished.
 	BackfillDone bool `json:"backfill_done"`
+	// Pipelines are the organization's annotated pipelines (sorted slugs) the backfill and the
+	// polls so far covered; a pipeline annotated later is not among them and gets its own
+	// backfill. Nil in watermarks written before this field existed: then no pipeline is new.
+	Pipelines []string `json:"pipelines,omitempty"`
 }
 
 // Batch is what one poll cycle stores, all or nothing.
