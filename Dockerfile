@@ -16,7 +16,7 @@ RUN CGO_ENABLED=0 go build -trimpath \
       -o /out/buildkite_deployments_exporter . \
  && mkdir -p /out/data
 
-FROM gcr.io/distroless/static-debian12:nonroot
+FROM gcr.io/distroless/static-debian13:nonroot
 LABEL org.opencontainers.image.title="buildkite_deployments_exporter" \
       org.opencontainers.image.description="Prometheus exporter: Buildkite deployments of Backstage components" \
       org.opencontainers.image.licenses="Apache-2.0"
