@@ -1,0 +1,193 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-kit/log"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/store"
+)
+
+// makeStore writes records deployments of comps components into a new bbolt store at dir, in
+// batches of 10,000 (as store/bench_test.go does), with the organization's backfill done.
+func makeStore(dir string, comps, records int) error {
+	if _, err := os.Stat(filepath.Join(dir, store.DBFileName)); err == nil {
+		return fmt.Errorf("mkstore: %s already holds a store; give an empty directory", dir)
+	}
+	began := time.Now()
+	st, err := store.OpenBolt(dir, store.BoltOptions{Logger: log.NewNopLogger()})
+	if err != nil {
+		return err
+	}
+	end := time.Now()
+	const batchSize = 10_000
+	for i := 0; i < records; i += batchSize {
+		b := store.Batch{Records: make([]store.Record, 0, batchSize)}
+		for j := i; j < min(records, i+batchSize); j++ {
+			b.Records = append(b.Records, benchRecord(j, comps, end))
+		}
+		if i+batchSize >= records {
+			b.Watermarks = map[string]store.Watermark{benchOrg: {FinishedFrom: end, BackfillDone: true}}
+		}
+		if _, err := st.Append(b); err != nil {
+			st.Close()
+			return err
+		}
+	}
+	if err := st.Close(); err != nil {
+		return err
+	}
+	fi, err := os.Stat(filepath.Join(dir, store.DBFileName))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "mkstore: %d deployments of %d components in %s (%.0f MB) in %v\n",
+		records, comps, dir, float64(fi.Size())/1e6, time.Since(began).Round(time.Millisecond))
+	return nil
+}
+
+// procStatus reads the memory lines of /proc/self/status, in bytes; nil where there is no /proc.
+func procStatus() map[string]float64 {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if !ok || !strings.HasSuffix(v, " kB") {
+			continue
+		}
+		n, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(v, " kB")), 64)
+		if err == nil {
+			out[k] = n * 1024
+		}
+	}
+	return out
+}
+
+const mib = 1 << 20
+
+// replayLogger catches the collector's "Replayed the deployment log" line: when the replay ended
+// and how many records it read.
+type replayLogger struct {
+	began   time.Time
+	mu      sync.Mutex
+	at      time.Duration
+	records int
+}
+
+func (l *replayLogger) Log(kv ...any) error {
+	var msg string
+	records := -1
+	for i := 0; i+1 < len(kv); i += 2 {
+		switch kv[i] {
+		case "msg":
+			msg, _ = kv[i+1].(string)
+		case "records":
+			records, _ = kv[i+1].(int)
+		}
+	}
+	if strings.HasPrefix(msg, "Replayed the deployment log") {
+		l.mu.Lock()
+		l.at, l.records = time.Since(l.began), records
+		l.mu.Unlock()
+	}
+	return nil
+}
+
+// memoryFigures opens the store at dir as the exporter does at start, replays it into a real
+// collector with a catalog of comps components, and reports the start time and the memory after
+// the replay and first snapshot, and after the first scrape (which keeps the encoded exposition).
+func memoryFigures(figs *figures, dir string, comps int, heapProfile string) error {
+	if _, err := os.Stat(filepath.Join(dir, store.DBFileName)); err != nil {
+		return fmt.Errorf("memory: no store at %s; make one with bench mkstore: %w", dir, err)
+	}
+	sec := fmt.Sprintf("memory %d components", comps)
+	before := procStatus()
+	began := time.Now()
+	st, err := store.OpenBolt(dir, store.BoltOptions{Logger: log.NewNopLogger()})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	rl := &replayLogger{began: began}
+	c, stop, start, err := startQuietCollectorLogger(st, benchCatalog(comps), time.Hour, rl)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	rl.mu.Lock()
+	replay, records := rl.at, rl.records
+	rl.mu.Unlock()
+	if records <= 0 {
+		return errors.New("memory: the collector did not log its replay; cannot tell how many records it read")
+	}
+	figs.info(sec, "deployments replayed", float64(records), "records", "")
+	figs.info(sec, "replay (open, load, replay)", replay.Seconds(), "s", "until the collector logged the end of its replay")
+	figs.info(sec, "start to first snapshot", start.Seconds(), "s", "replay, first poll cycle (nothing new), snapshot")
+
+	measure := func(when string, target bool) {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		ps := procStatus()
+		note := fmt.Sprintf("heap in use %.0f MiB, Go Sys %.0f MiB; RSS anon %.0f MiB + file %.0f MiB (mmapped store pages); peak RSS so far %.0f MiB",
+			float64(ms.HeapInuse)/mib, float64(ms.Sys)/mib, ps["RssAnon"]/mib, ps["RssFile"]/mib, ps["VmHWM"]/mib)
+		fmt.Fprintf(os.Stderr, "%s: %s: RSS %.0f MiB; %s\n", sec, when, ps["VmRSS"]/mib, note)
+		if target {
+			figs.target(sec, "RSS "+when, ps["VmRSS"]/mib, "MiB", "< 200 MiB", ps["VmRSS"] < 200*mib, note)
+		} else {
+			figs.info(sec, "RSS "+when, ps["VmRSS"]/mib, "MiB", note)
+		}
+		figs.info(sec, "RSS anon "+when, ps["RssAnon"]/mib, "MiB", "without the store's mmapped file pages, which the kernel can drop")
+		figs.info(sec, "Go heap in use "+when, float64(ms.HeapInuse)/mib, "MiB", "")
+	}
+	figs.info(sec, "RSS before opening the store", before["VmRSS"]/mib, "MiB", "the bench binary alone")
+	measure("after replay and first snapshot", true)
+	if heapProfile != "" {
+		f, err := os.Create(heapProfile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.WriteHeapProfile(f); err != nil {
+			f.Close()
+			return err
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
+	}
+
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+	req.Header.Set("Accept-Encoding", "gzip")
+	t0 := time.Now()
+	c.Handler(prometheus.NewRegistry()).ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		return fmt.Errorf("memory: /metrics answered %d", rec.Code)
+	}
+	figs.info(sec, "first scrape (encodes the snapshot)", time.Since(t0).Seconds(), "s", fmt.Sprintf("gzip body %.1f MB", float64(rec.Body.Len())/1e6))
+	rec = nil
+	measure("after the first scrape", false)
+	debug.FreeOSMemory()
+	ps := procStatus()
+	figs.info(sec, "RSS after returning free memory to the OS", ps["VmRSS"]/mib, "MiB", "debug.FreeOSMemory, as the Go scavenger does over minutes")
+	return stop()
+}

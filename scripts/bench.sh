@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# make bench: reproduces every figure of BENCHMARKS.md in one run and prints them as a table.
+#
+#   ./scripts/bench.sh            the issue's scale; 30- and 90-day backfills at a tenth of it (about 5 minutes)
+#   ./scripts/bench.sh --quick    a tenth of everything (about 2 minutes)
+#
+# Environment: SCALE (organization size for the steady state, 1 = the issue's), BACKFILL_SCALE
+# (organization size for the backfills, default 0.1: at 1 they cost about an hour of CPU, see
+# BENCHMARKS.md), COMPONENTS (render sizes, comma-separated), MEM_COMPONENTS and RECORDS (memory
+# stage), BENCH_OUT (result directory, default bench/results).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scale=${SCALE:-1}
+backfill_scale=${BACKFILL_SCALE:-0.1}
+components=${COMPONENTS:-1000,10000}
+mem_components=${MEM_COMPONENTS:-10000}
+records=${RECORDS:-1000000}
+if [ "${1:-}" = "--quick" ]; then
+  scale=${SCALE:-0.1} backfill_scale=${BACKFILL_SCALE:-0.1} components=${COMPONENTS:-1000} mem_components=${MEM_COMPONENTS:-1000} records=${RECORDS:-100000}
+elif [ -n "${1:-}" ]; then
+  echo "usage: $0 [--quick]" >&2
+  exit 2
+fi
+
+out=${BENCH_OUT:-bench/results}
+mkdir -p "$out"
+figs="$out/figures.jsonl"
+: >"$figs"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+{
+  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "revision: $(git rev-parse --short HEAD 2>/dev/null || echo unknown) ($(git status --porcelain 2>/dev/null | wc -l) paths uncommitted)"
+  echo "scale: $scale (backfills: $backfill_scale); render components: $components; memory: $mem_components components, $records deployments"
+  echo "nproc: $(nproc)"
+  free -h
+  go version
+  uptime
+} >"$out/machine.txt"
+cat "$out/machine.txt"
+
+go build -o "$work/bench" ./bench
+go test -c -o "$work/bench.test" ./bench
+
+echo "== API economy: backfills, steady state, freshness, naive baseline (fake time)"
+start=$SECONDS
+"$work/bench.test" -test.run '^TestEconomy$' -test.v -test.timeout 90m \
+  -scale="$scale" -backfill-scale="$backfill_scale" -out="$figs" 2>&1 | tee "$out/economy.log"
+echo "   ($((SECONDS - start)) s)"
+
+echo "== /metrics render: $components components × 3 environments"
+start=$SECONDS
+"$work/bench" render -components "$components" -out "$figs" 2>&1 | tee "$out/render.log"
+echo "   ($((SECONDS - start)) s)"
+
+echo "== collector package benchmarks (1,000 components), for comparison"
+go test -run '^$' -bench 'RenderMetrics|BuildSnapshot' -benchmem -benchtime 5x ./collector 2>&1 | tee "$out/collector-bench.txt" ||
+  echo "   (the collector benchmarks failed; they are a cross-check, the figures above do not depend on them)"
+
+echo "== memory and replay: $mem_components components, $records deployments in bbolt"
+start=$SECONDS
+"$work/bench" mkstore -dir "$work/store" -components "$mem_components" -records "$records"
+"$work/bench" memory -dir "$work/store" -components "$mem_components" -out "$figs" 2>&1 | tee "$out/memory.log"
+echo "   ($((SECONDS - start)) s)"
+
+echo "== figures (also in $out/figures.md)"
+"$work/bench" report -in "$figs" -md "$out/figures.md"
