@@ -219,7 +219,9 @@ func serve(f *flags, cfg *config.Config, logger log.Logger, slogger *slog.Logger
 		Backfill:     time.Duration(f.backfill),
 		Retention:    time.Duration(f.retention),
 		Logger:       log.With(logger, "component", "collector"),
-		// Not registered: the collector serves its series through its own cached handler below.
+		// Not registered: the collector serves its series through its own cached handler below,
+		// and keeps them only encoded.
+		EncodedOnly: true,
 	})
 	if err != nil {
 		level.Error(logger).Log("msg", "Cannot set up the collector", "err", err)

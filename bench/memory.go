@@ -128,7 +128,7 @@ func memoryFigures(figs *figures, dir string, comps int, heapProfile string) err
 	}
 	defer st.Close()
 	rl := &replayLogger{began: began}
-	c, stop, start, err := startQuietCollectorLogger(st, benchCatalog(comps), time.Hour, rl)
+	c, stop, start, err := startQuietCollectorLogger(st, benchCatalog(comps), time.Hour, rl, true)
 	if err != nil {
 		return err
 	}

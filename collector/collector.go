@@ -56,6 +56,10 @@ type Options struct {
 	Logger    log.Logger
 	// Registerer, when set, gets the Collector registered.
 	Registerer prometheus.Registerer
+	// EncodedOnly is for a Collector served only through Handler (the exporter's /metrics): each
+	// snapshot keeps its encoded exposition and drops its const metrics once encoded. At 10,000
+	// components those are over a million series and 200 MiB. Collect then sends nothing.
+	EncodedOnly bool
 }
 
 // Collector polls Buildkite and serves the deployment metrics.
@@ -71,6 +75,11 @@ type Collector struct {
 	logger       log.Logger
 
 	snap atomic.Pointer[snapshot]
+	// served is set once Handler was asked for: snapshots are then encoded when published.
+	served      atomic.Bool
+	encodedOnly bool
+	// cyclePublished is set once the snapshot of a completed poll cycle is published.
+	cyclePublished atomic.Bool
 	// maxPages is how deep a listing pages before it narrows its time window; lowered when the
 	// API refuses a shallower page than maxPagesPerSlice.
 	maxPages atomic.Int32
@@ -129,6 +138,7 @@ func New(opts Options) (*Collector, error) {
 		commits:       map[string]time.Time{},
 		orgs:          map[string]*orgState{},
 		loggedUnknown: map[string]bool{},
+		encodedOnly:   opts.EncodedOnly,
 	}
 	c.snap.Store(&snapshot{})
 	c.maxPages.Store(maxPagesPerSlice)
@@ -156,11 +166,11 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 
 // Ready reports whether every organization of the catalog has been polled successfully once.
 func (c *Collector) Ready() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if !c.started {
+	if !c.cyclePublished.Load() { // scrapes see a completed cycle once Ready says so
 		return false
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	for _, o := range c.orgs {
 		if o.active && o.health.LastSuccess.IsZero() {
 			return false
@@ -214,7 +224,6 @@ func (c *Collector) restore() error {
 		return fmt.Errorf("replaying the deployment log: %w", err)
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.agg = agg
 	if st.CommitsFirstSeen != nil {
 		c.commits = st.CommitsFirstSeen
@@ -223,7 +232,9 @@ func (c *Collector) restore() error {
 		c.orgState(org).wm = wm
 	}
 	level.Info(c.logger).Log("msg", "Replayed the deployment log", "records", n, "organizations", len(st.Watermarks))
-	c.publishLocked()
+	s := c.snapshotLocked()
+	c.mu.Unlock()
+	c.publish(s)
 	return nil
 }
 
@@ -280,12 +291,24 @@ func (c *Collector) pollAll(ctx context.Context) {
 	wg.Wait()
 	c.mu.Lock()
 	c.started = true
-	c.publishLocked()
+	s := c.snapshotLocked()
 	c.mu.Unlock()
+	c.publish(s)
+	c.cyclePublished.Store(true)
 }
 
-// publishLocked renders and stores a new snapshot; c.mu is held.
-func (c *Collector) publishLocked() {
+// publish makes s the snapshot scrapes see. When the Collector is served through Handler, s is
+// encoded first, here in the polling goroutine and outside c.mu, so that no scrape pays for it.
+// Callers publish one at a time: replay before the first cycle, then one cycle after another.
+func (c *Collector) publish(s *snapshot) {
+	if c.encodedOnly || c.served.Load() {
+		s.encode(c.encodedOnly)
+	}
+	c.snap.Store(s)
+}
+
+// snapshotLocked renders a new snapshot; c.mu is held.
+func (c *Collector) snapshotLocked() *snapshot {
 	live := map[string]liveEnv{}
 	health := map[string]orgHealth{}
 	for org, o := range c.orgs {
@@ -312,7 +335,7 @@ func (c *Collector) publishLocked() {
 			level.Warn(c.logger).Log("msg", "Deployments use an environment name the alias table does not know; add it to environment_aliases in the config file if it is another name for a known environment", "environment", env)
 		}
 	}
-	c.snap.Store(s)
+	return s
 }
 
 func earliest(a, b time.Time) time.Time {

@@ -3,6 +3,7 @@ package collector
 import (
 	"bytes"
 	"compress/gzip"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -13,15 +14,18 @@ import (
 	"github.com/prometheus/common/expfmt"
 )
 
-// encoded is a snapshot's text exposition, plain and gzipped, rendered at most once per
-// snapshot (at the first scrape after a poll) instead of at every scrape.
+// encoded is a snapshot's text exposition, gzipped, made once per snapshot. Only the compressed
+// form is kept: Prometheus always asks for gzip, and the plain text of 10,000 components is over
+// 100 MB. A scraper without gzip gets it decompressed on the fly.
 type encoded struct {
 	once      sync.Once
-	plain, gz []byte
+	gz        []byte
 	encodeErr error
 }
 
-func (s *snapshot) encode() *encoded {
+// encode renders s once; with release it then drops s's const metrics, which only encoding
+// needed. Safe for concurrent use.
+func (s *snapshot) encode(release bool) *encoded {
 	s.enc.once.Do(func() {
 		reg := prometheus.NewRegistry()
 		if err := reg.Register(snapshotCollector{s}); err != nil {
@@ -33,19 +37,23 @@ func (s *snapshot) encode() *encoded {
 			s.enc.encodeErr = err
 			return
 		}
-		var plain bytes.Buffer
-		enc := expfmt.NewEncoder(&plain, textFormat)
+		var gz bytes.Buffer
+		zw, _ := gzip.NewWriterLevel(&gz, gzip.BestSpeed)
+		enc := expfmt.NewEncoder(zw, textFormat)
 		for _, mf := range mfs {
 			if err := enc.Encode(mf); err != nil {
 				s.enc.encodeErr = err
 				return
 			}
 		}
-		var gz bytes.Buffer
-		zw, _ := gzip.NewWriterLevel(&gz, gzip.BestSpeed)
-		_, _ = zw.Write(plain.Bytes())
-		_ = zw.Close()
-		s.enc.plain, s.enc.gz = plain.Bytes(), gz.Bytes()
+		if err := zw.Close(); err != nil {
+			s.enc.encodeErr = err
+			return
+		}
+		s.enc.gz = gz.Bytes()
+		if release {
+			s.metrics = nil
+		}
 	})
 	return &s.enc
 }
@@ -74,13 +82,14 @@ func (c snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 // the rest of the exporter. It always answers in the text format (version 0.0.4), gzipped when
 // the scraper accepts it, as Prometheus does.
 func (c *Collector) Handler(rest prometheus.Gatherer) http.Handler {
+	c.served.Store(true)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mfs, err := rest.Gather()
 		if err != nil {
 			// Serve what could be gathered, as promhttp.ContinueOnError does.
 			level.Error(c.logger).Log("msg", "Gathering exporter metrics failed", "err", err)
 		}
-		e := c.snap.Load().encode()
+		e := c.snap.Load().encode(c.encodedOnly)
 		if e.encodeErr != nil {
 			level.Error(c.logger).Log("msg", "Encoding deployment metrics failed", "err", e.encodeErr)
 			http.Error(w, "encoding deployment metrics failed: "+e.encodeErr.Error(), http.StatusInternalServerError)
@@ -96,7 +105,12 @@ func (c *Collector) Handler(rest prometheus.Gatherer) http.Handler {
 		}
 		if !acceptsGzip(r) {
 			_, _ = w.Write(head.Bytes())
-			_, _ = w.Write(e.plain)
+			zr, err := gzip.NewReader(bytes.NewReader(e.gz))
+			if err != nil {
+				level.Error(c.logger).Log("msg", "Decompressing deployment metrics failed", "err", err)
+				return
+			}
+			_, _ = io.Copy(w, zr)
 			return
 		}
 		// Two gzip members back to back form one valid gzip stream (RFC 1952 §2.2), which

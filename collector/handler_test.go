@@ -8,11 +8,14 @@ import (
 	"testing"
 	"testing/synctest"
 
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/buildkite/buildkitetest"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/collector/fixture"
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"time"
 )
 
 type gathererFunc func() ([]*dto.MetricFamily, error)
@@ -80,4 +83,57 @@ func TestAcceptsGzip(t *testing.T) {
 			t.Errorf("acceptsGzip(%q) = %v, want %v", header, got, want)
 		}
 	}
+}
+
+// TestEncodedOnlyPublishesEncoded: an EncodedOnly collector encodes each snapshot when it
+// publishes it, before any scrape, keeps no const metrics, and still serves, plain and gzipped,
+// exactly the series a registered collector renders.
+func TestEncodedOnlyPublishesEncoded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		want := startFixture(t).metrics()
+
+		f := buildkitetest.New()
+		comps := fixture.Populate(f, time.Now())
+		f.SetToken(testToken, "read_builds")
+		h := start(t, f, comps, func(o *Options) { o.EncodedOnly, o.Registerer = true, nil })
+		s := h.c.snap.Load()
+		if s.metrics != nil {
+			t.Errorf("the published snapshot still holds %d const metrics", len(s.metrics))
+		}
+		if len(s.enc.gz) == 0 || s.enc.encodeErr != nil {
+			t.Fatalf("the published snapshot was not encoded before the first scrape: %v", s.enc.encodeErr)
+		}
+		handler := h.c.Handler(prometheus.NewRegistry())
+		for _, gz := range []bool{false, true} {
+			req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+			if gz {
+				req.Header.Set("Accept-Encoding", "gzip")
+			}
+			rec := httptest.NewRecorder()
+			handler.ServeHTTP(rec, req)
+			var body io.Reader = rec.Body
+			if gz {
+				zr, err := gzip.NewReader(rec.Body)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body = zr
+			}
+			parser := expfmt.NewTextParser(model.UTF8Validation)
+			mfs, err := parser.TextToMetricFamilies(body)
+			if err != nil {
+				t.Fatalf("gzip=%v: %v", gz, err)
+			}
+			got := gather(t, gathererFunc(func() ([]*dto.MetricFamily, error) {
+				var out []*dto.MetricFamily
+				for _, mf := range mfs {
+					out = append(out, mf)
+				}
+				return out, nil
+			}))
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("gzip=%v: EncodedOnly handler differs from the registered collector (-registry +handler):\n%s", gz, diff)
+			}
+		}
+	})
 }

@@ -411,9 +411,21 @@ func (b *Bolt) Replay(fn func(Record) error) error {
 			}
 		}
 		if len(chunk) < replayChunk {
+			b.releaseMapped()
 			return nil
 		}
 	}
+}
+
+// releaseMapped drops the database pages a replay read from the process's resident memory: a
+// replay touches the whole file (1,000,000 deployments: over 350 MiB), which the exporter does
+// not read again until the next start. It runs inside a read transaction, during which bbolt
+// never remaps the file.
+func (b *Bolt) releaseMapped() {
+	_ = b.view(func(tx *bolt.Tx) error {
+		dropMapped(tx.DB().Info().Data, int(tx.Size()))
+		return nil
+	})
 }
 
 // Compact implements Log. fold runs inside the write transaction; it must not call the store.
