@@ -16,8 +16,25 @@ import (
 const refreshed = " Refreshed every poll interval."
 
 func deployDesc(name, help string, labels ...string) *prometheus.Desc {
-	return prometheus.NewDesc(name, help+refreshed, labels, nil)
+	d := prometheus.NewDesc(name, help+refreshed, labels, nil)
+	order := make([]int, len(labels))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return strings.Compare(labels[a], labels[b]) })
+	familyInfos[d] = &familyInfo{name: name, help: help + refreshed, labels: labels, order: order}
+	return d
 }
+
+// familyInfo is what the text encoder needs of a desc, which prometheus.Desc does not expose.
+type familyInfo struct {
+	name, help string
+	labels     []string // in the desc's order, the order buildSnapshot passes values in
+	order      []int    // indexes of labels sorted by name, the order const metrics hold them in
+}
+
+// familyInfos describes every desc deployDesc made.
+var familyInfos = map[*prometheus.Desc]*familyInfo{}
 
 var (
 	descDeployments = deployDesc("buildkite_deployments_total",
@@ -92,9 +109,13 @@ type snapshotInput struct {
 	storageErrors uint64
 	// started is set once a first poll cycle ended; buildkite_up is 0 before.
 	started bool
+	// encodedOnly renders the gzipped text exposition directly into the snapshot's encoded
+	// form, without const metrics: the snapshot then has no metrics for Collect.
+	encodedOnly bool
 }
 
-// snapshot is an immutable, pre-rendered set of const metrics: Collect only sends them.
+// snapshot is an immutable, pre-rendered set of const metrics: Collect only sends them. A
+// snapshot built with snapshotInput.encodedOnly has no metrics, only its encoded exposition.
 type snapshot struct {
 	metrics []prometheus.Metric
 	// unknownEnvs are the environment names not in the alias table, for logging.
@@ -123,12 +144,18 @@ func validLabels(l []string) []string {
 // for a catalog pipeline without any record yet, the environment its slug names or the default.
 func buildSnapshot(in snapshotInput) *snapshot {
 	s := &snapshot{}
-	gauge := func(d *prometheus.Desc, v float64, l ...string) {
-		s.metrics = append(s.metrics, prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, validLabels(l)...))
+	var em emitter
+	var text *textEmitter
+	var consts *constEmitter
+	if in.encodedOnly {
+		text = newTextEmitter()
+		em = text
+	} else {
+		consts = &constEmitter{}
+		em = consts
 	}
-	counter := func(d *prometheus.Desc, v float64, l ...string) {
-		s.metrics = append(s.metrics, prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, validLabels(l)...))
-	}
+	gauge := func(d *prometheus.Desc, v float64, l ...string) { em.sample(d, prometheus.GaugeValue, v, l...) }
+	counter := func(d *prometheus.Desc, v float64, l ...string) { em.sample(d, prometheus.CounterValue, v, l...) }
 	cls := classifier{in.cfg}
 	a := in.agg
 	// envs: per component, environment → pipelines.
@@ -187,20 +214,20 @@ func buildSnapshot(in snapshotInput) *snapshot {
 			for _, st := range deploymentStates {
 				sk := joinKey(c, env, st)
 				if h := a.Duration[sk]; h != nil {
-					s.metrics = append(s.metrics, constHist(descDuration, h, config.DurationBuckets, c, env, st))
+					em.histogram(descDuration, h, config.DurationBuckets, c, env, st)
 				}
 				if t := a.LastFinished[sk]; !t.IsZero() {
 					gauge(descLastFinished, unixSeconds(t), c, env, st)
 				}
 			}
 			if h := a.LeadTime[ek]; h != nil {
-				s.metrics = append(s.metrics, constHist(descLeadTime, h, leadTimeBuckets, c, env))
+				em.histogram(descLeadTime, h, leadTimeBuckets, c, env)
 			}
 			if h := a.Recovery[ek]; h != nil {
-				s.metrics = append(s.metrics, constHist(descRecovery, h, recoveryBuckets, c, env))
+				em.histogram(descRecovery, h, recoveryBuckets, c, env)
 			}
 			if h := a.ApprovalWait[ek]; h != nil {
-				s.metrics = append(s.metrics, constHist(descApprovalWait, h, approvalWaitBuckets, c, env))
+				em.histogram(descApprovalWait, h, approvalWaitBuckets, c, env)
 			}
 			es := a.Envs[ek]
 			failing := 0.0
@@ -249,6 +276,12 @@ func buildSnapshot(in snapshotInput) *snapshot {
 	counter(descStorageErrors, float64(in.storageErrors))
 	s.unknownEnvs = sortedKeys(unknown)
 	gauge(descUnknownEnvs, float64(len(unknown)))
+	if text != nil {
+		gz, err := text.finish()
+		s.enc.once.Do(func() { s.enc.gz, s.enc.encodeErr = gz, err })
+	} else {
+		s.metrics = consts.metrics
+	}
 	return s
 }
 
