@@ -19,10 +19,16 @@ import (
 )
 
 const (
-	// overlap is re-read before the watermark each cycle: it absorbs clock skew between the
-	// exporter and Buildkite and builds that became visible late. Re-read outcomes are
+	// overlap is re-read before the watermark each cycle. The watermark is on Buildkite's clock
+	// (see nextWatermark), so the exporter's clock skew needs no margin; what the overlap covers
+	// is visibility lag: a build stamped finished_at = t that a listing does not show until some
+	// time after t (the finish is processed asynchronously after the last job reports). That lag
+	// is seconds; 2 minutes leaves a wide margin and costs 2 minutes of re-read builds a cycle: at
+	// 20,000 builds a day about 28, so a 30 s cycle's finished-builds listing stays one page up to
+	// about 57,000 builds a day (100 builds per 150 s). Builds re-opened by a job retry need no
+	// overlap: they finish again with a new finished_at, after the watermark. Re-read outcomes are
 	// recognised by their record key and not counted twice.
-	overlap = 10 * time.Minute
+	overlap = 2 * time.Minute
 	// perPage is the API's maximum page size.
 	perPage = 100
 	// maxPagesPerSlice bounds how deep a listing pages before it narrows its time window
@@ -56,40 +62,124 @@ const (
 )
 
 // costEstimates remember, per query kind, how many builds the previous cycles saw, org-wide and
-// per annotated pipeline, as a rate per second of window (finished) or a level (open).
+// per annotated pipeline: a rate per second plus the builds the next listing will read again
+// (the tail: finished within the overlap before the watermark) for finished builds, a level for
+// open builds.
 type costEstimates map[string]*costEstimate
 
 type costEstimate struct {
-	orgRate     float64 // -1 until an org-wide query measured it
+	orgRate     float64 // -1 until an org-wide query (or a probe) measured it
 	orgMeasured time.Time
+	orgTail     float64
 	pipeRate    map[string]float64
+	pipeTail    map[string]float64
+	// listedAt is when (local, monotonic) the listing that set the watermark listedWM started:
+	// builds new since listedWM are those that finished since listedAt, whatever the clock skew.
+	listedAt time.Time
+	listedWM time.Time
 }
 
-// remeasureAfter: an org-wide cost measured longer ago is tried again once, so that an
-// organization whose unrelated pipelines became quiet gets the cheap org-wide listing back.
+// remeasureAfter: an org-wide cost measured longer ago is measured again (one probe page), so
+// that an organization whose unrelated pipelines became quiet gets the cheap org-wide listing back.
 const remeasureAfter = time.Hour
 
 func newCostEstimates() costEstimates {
 	return costEstimates{
-		queryFinished: {orgRate: -1, pipeRate: map[string]float64{}},
-		queryOpen:     {orgRate: -1, pipeRate: map[string]float64{}},
+		queryFinished: {orgRate: -1, pipeRate: map[string]float64{}, pipeTail: map[string]float64{}},
+		queryOpen:     {orgRate: -1, pipeRate: map[string]float64{}, pipeTail: map[string]float64{}},
 	}
 }
 
 func pages(n float64) int { return max(1, int(math.Ceil(n/perPage))) }
 
+// stale says whether the org-wide cost is unknown or too old to choose by.
+func (e *costEstimate) stale(now time.Time) bool {
+	return e.orgRate < 0 || now.Sub(e.orgMeasured) > remeasureAfter
+}
+
 // choose returns whether the org-wide endpoint is expected to cost fewer pages than one listing
-// per pipeline, and both estimates. window scales the rates (1 for a level).
-func (e *costEstimate) choose(pipelines []string, window float64, now time.Time) (orgWide bool, orgPages, pipePages int) {
+// per pipeline, and both estimates. fresh is the seconds of new builds the listing will read on
+// top of the tails (1 for a level).
+func (e *costEstimate) choose(pipelines []string, fresh float64, now time.Time) (orgWide bool, orgPages, pipePages int) {
 	for _, p := range pipelines {
-		pipePages += pages(e.pipeRate[p] * window)
+		pipePages += pages(e.pipeTail[p] + e.pipeRate[p]*fresh)
 	}
-	if e.orgRate < 0 || now.Sub(e.orgMeasured) > remeasureAfter {
+	if e.stale(now) {
 		// Never measured: try org-wide once when it can be cheaper at all.
 		return len(pipelines) > 1, -1, pipePages
 	}
-	orgPages = pages(e.orgRate * window)
+	orgPages = pages(e.orgTail + e.orgRate*fresh)
 	return orgPages < pipePages, orgPages, pipePages
+}
+
+// fresh is how many seconds of new finished builds a listing from wm reads: the time since the
+// listing that set wm started, on the local monotonic clock, so skew does not enter; when that
+// is not known (first cycle, a failed store), the span from wm to now across the two clocks.
+func (e *costEstimate) fresh(wm, now time.Time) float64 {
+	if !e.listedAt.IsZero() && e.listedWM.Equal(wm) {
+		return max(0, now.Sub(e.listedAt).Seconds())
+	}
+	return max(0, now.Sub(wm).Seconds())
+}
+
+// probeEstimate estimates, from a full first page of an org-wide listing of the builds finished
+// since from (newest created first), how many builds the whole listing holds and how many of them
+// each annotated pipeline has: the page's builds were created at a rate of len(page)-1 over the
+// span of their created_at, and the window runs from from to the newest timestamp on the page
+// (both on Buildkite's clock).
+func probeEstimate(page []buildkite.Build, slugs []string, from time.Time) (orgBuilds, window float64, pipeBuilds map[string]float64) {
+	var oldest, newest time.Time
+	counts := map[string]int{}
+	for i := range page {
+		b := &page[i]
+		counts[b.PipelineSlug()]++
+		if oldest.IsZero() || b.CreatedAt.Before(oldest) {
+			oldest = b.CreatedAt.Time
+		}
+		for _, t := range []time.Time{b.CreatedAt.Time, b.FinishedAt.Time} {
+			if t.After(newest) {
+				newest = t
+			}
+		}
+	}
+	n := float64(len(page))
+	span := max(newest.Sub(oldest).Seconds(), 1)
+	window = max(newest.Sub(from).Seconds(), span, 1)
+	orgBuilds = max(n, (n-1)/span*window)
+	pipeBuilds = make(map[string]float64, len(slugs))
+	for _, s := range slugs {
+		pipeBuilds[s] = float64(counts[s]) * orgBuilds / n
+	}
+	return orgBuilds, window, pipeBuilds
+}
+
+// updateTails records, after a cycle that moved the watermark to wm, the builds of the listing
+// that the next listing (from wm − overlap) will read again. An org-wide tail not measured this
+// cycle is kept while the watermark stays, else estimated from the rate.
+func (e *costEstimate) updateTails(l *listing, wm time.Time) {
+	cut := wm.Add(-overlap)
+	tail := map[string]float64{}
+	for i := range l.builds {
+		if !l.builds[i].FinishedAt.Before(cut) {
+			tail[l.builds[i].PipelineSlug()]++
+		}
+	}
+	for s := range e.pipeRate {
+		e.pipeTail[s] = tail[s]
+	}
+	switch {
+	case l.orgWide:
+		n := 0
+		for _, t := range l.orgFinished {
+			if t >= cut.UnixNano() {
+				n++
+			}
+		}
+		e.orgTail = float64(n)
+	case !e.listedWM.Equal(wm) && e.orgRate >= 0:
+		e.orgTail = e.orgRate * overlap.Seconds()
+	}
+	e.listedAt, e.listedWM = l.started, wm
 }
 
 // cycle is what one poll of one organization gathered.
@@ -188,34 +278,51 @@ func (c *Collector) fetchOrg(ctx context.Context, org string, pipelines map[stri
 	backfilling := !wm.BackfillDone || wm.FinishedFrom.IsZero()
 	withJobs := c.cfg.ApprovalTiming == config.ApprovalTimingAll ||
 		(backfilling && c.cfg.ApprovalTiming == config.ApprovalTimingSeenBlocked)
-	listFinished := func(withJobs bool) ([]buildkite.Build, error) {
-		return c.listBuilds(ctx, org, slugs, queryFinished, est, start.Sub(from).Seconds(), buildkite.ListBuildsOptions{
+	w := window{from: from, fresh: start.Sub(from).Seconds()}
+	if !backfilling {
+		w.fresh, w.newSince = est[queryFinished].fresh(wm.FinishedFrom, start), wm.FinishedFrom
+	}
+	listFinished := func(withJobs bool) (*listing, error) {
+		return c.listBuilds(ctx, org, pipelines, slugs, queryFinished, est, w, buildkite.ListBuildsOptions{
 			FinishedFrom:    from,
 			ExcludeJobs:     !withJobs,
 			ExcludePipeline: true,
 		})
 	}
-	finished, err := listFinished(withJobs)
+	listed := time.Now()
+	lf, err := listFinished(withJobs)
 	if withJobs && errors.Is(err, buildkite.ErrBodyTooLarge) {
 		// Pipelines with hundreds of jobs per build can make a page of builds with their jobs
 		// larger than the response cap; the deployments matter more than their approval waits.
 		level.Warn(c.logger).Log("msg", "Builds with their jobs exceed the response size cap; listing them without jobs, so their approval waits are not measured",
 			"organization", org, "err", err)
-		finished, err = listFinished(false)
+		lf, err = listFinished(false)
 	}
 	if err != nil {
 		return nil, wm, fmt.Errorf("listing builds finished since %s: %w", from.Format(time.RFC3339), err)
 	}
+	lf.started = listed
+	finished := lf.builds
+	newest := lf.newest
 	if !backfilling {
 		backfilled, err := c.backfillNewPipelines(ctx, org, slugs, wm.Pipelines, start)
 		if err != nil {
 			return nil, wm, err
 		}
+		for i := range backfilled {
+			newest = latest(newest, backfilled[i].FinishedAt.Time)
+		}
 		finished = mergeBuilds(finished, backfilled)
 	}
+	old := wm.FinishedFrom
+	if backfilling {
+		old = time.Time{}
+	}
+	newWM := nextWatermark(old, newest, time.Since(listed), start, from)
+	est[queryFinished].updateTails(lf, newWM)
 	// Open builds older than twice the approval age are abandoned: neither running nor awaiting
 	// approval in any sense the gauges report.
-	open, err := c.listBuilds(ctx, org, slugs, queryOpen, est, 1, buildkite.ListBuildsOptions{
+	lo, err := c.listBuilds(ctx, org, pipelines, slugs, queryOpen, est, window{fresh: 1}, buildkite.ListBuildsOptions{
 		States:          openStates,
 		CreatedFrom:     start.Add(-2 * c.cfg.AwaitingApprovalMaxAge.Std()),
 		ExcludeJobs:     true,
@@ -224,6 +331,7 @@ func (c *Collector) fetchOrg(ctx context.Context, org string, pipelines map[stri
 	if err != nil {
 		return nil, wm, fmt.Errorf("listing unfinished builds: %w", err)
 	}
+	open := lo.builds
 
 	cy := &cycle{commits: map[string]time.Time{}, live: map[string]liveEnv{}, blocked: map[string]bool{}}
 	// Commits first: a deployment's lead time counts from the earliest build of its commit,
@@ -284,7 +392,41 @@ func (c *Collector) fetchOrg(ctx context.Context, org string, pipelines map[stri
 		}
 		c.appendRecords(cy, org, comp, slug, b, state, wait)
 	}
-	return cy, store.Watermark{FinishedFrom: start, BackfillDone: true, Pipelines: slugs}, nil
+	return cy, store.Watermark{FinishedFrom: newWM, BackfillDone: true, Pipelines: slugs}, nil
+}
+
+// nextWatermark is how far a cycle has read, on Buildkite's clock: every build that finished
+// before it has been listed. newest is the newest finished_at the cycle read and took how long
+// its finished-builds listing ran. Pages read before a build finished do not show it, but it
+// finished after the listing began, which was no later than newest − took on Buildkite's clock
+// (newest was stamped before the listing ended); so newest − took is safe whatever the skew
+// between the clocks. It never moves backwards and stays when nothing was read (fallback, the
+// listing's finished_from, for a first cycle that read nothing).
+//
+// It is capped at the cycle's start on the exporter's clock. Buildkite never stamps a finish in
+// its future, so with the exporter's clock ahead of Buildkite's (the skew that used to lose
+// builds) the cap never applies; it does against timestamps in the future (test fixtures), and
+// with the exporter's clock behind Buildkite's by more than the gap to the newest finish, where
+// it makes the next cycle re-read that skew: more requests, never fewer builds.
+func nextWatermark(old, newest time.Time, took time.Duration, start, fallback time.Time) time.Time {
+	if newest.IsZero() {
+		if old.IsZero() {
+			return fallback
+		}
+		return old
+	}
+	wm := newest.Add(-took)
+	if wm.After(start) {
+		wm = start
+	}
+	return latest(old, wm)
+}
+
+func latest(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // backfillNewPipelines reads the history of the pipelines annotated since the last cycle (in
@@ -302,13 +444,14 @@ func (c *Collector) backfillNewPipelines(ctx context.Context, org string, slugs,
 		}
 		from := start.Add(-c.backfill)
 		level.Info(c.logger).Log("msg", "Backfilling a newly annotated pipeline", "organization", org, "pipeline", s, "since", from)
-		builds, err := c.sliced(ctx, buildkite.ListBuildsOptions{
+		var builds []buildkite.Build
+		err := c.sliced(ctx, buildkite.ListBuildsOptions{
 			FinishedFrom:    from,
 			ExcludeJobs:     c.cfg.ApprovalTiming == config.ApprovalTimingOff,
 			ExcludePipeline: true,
-		}, func(o buildkite.ListBuildsOptions, visit func([]buildkite.Build) error) error {
+		}, nil, func(o buildkite.ListBuildsOptions, visit func([]buildkite.Build) error) error {
 			return c.client.ListPipelineBuilds(ctx, org, s, o, visit)
-		})
+		}, func(b *buildkite.Build) { builds = append(builds, *b) })
 		if err != nil {
 			return nil, fmt.Errorf("backfilling newly annotated pipeline %s/%s: %w", org, s, err)
 		}
@@ -472,66 +615,199 @@ func approvalWait(jobs []buildkite.Job) float64 {
 	return total
 }
 
+// listing is what one kind of query read.
+type listing struct {
+	builds  []buildkite.Build // of annotated pipelines; the others are dropped as pages arrive
+	newest  time.Time         // newest finished_at of every build read, annotated or not
+	orgWide bool
+	// orgFinished holds the finished_at (Unix ns) of every build an org-wide listing read, for
+	// the tail of the next cycle's estimate.
+	orgFinished []int64
+	started     time.Time // local, before the first request
+}
+
+func (l *listing) saw(b *buildkite.Build) {
+	if b.FinishedAt.After(l.newest) {
+		l.newest = b.FinishedAt.Time
+	}
+}
+
+// window describes what a query reads for the estimates: fresh is the seconds of new builds it
+// reads (1 for a level), and builds finished before newSince were read by an earlier cycle
+// (zero: every build is new).
+type window struct {
+	from     time.Time // finished_from of the listing; zero for a level
+	fresh    float64
+	newSince time.Time
+}
+
+func (w window) isNew(b *buildkite.Build) bool {
+	return w.newSince.IsZero() || !b.FinishedAt.Before(w.newSince)
+}
+
 // listBuilds runs one kind of query for the annotated pipelines of org, org-wide or per pipeline,
-// whichever the estimates expect to be cheaper, and updates the estimates.
-func (c *Collector) listBuilds(ctx context.Context, org string, slugs []string, kind string, est costEstimates, window float64, opts buildkite.ListBuildsOptions) ([]buildkite.Build, error) {
+// whichever the estimates expect to be cheaper, and updates the estimates. With no org-wide
+// estimate for finished builds and several pipelines, it first reads one org-wide page (the
+// probe): if the page is not full it is the whole listing; else it tells the organization's
+// build rate and the annotated pipelines' share, and is reused if the org-wide listing wins.
+func (c *Collector) listBuilds(ctx context.Context, org string, pipelines map[string]backstage.Component, slugs []string,
+	kind string, est costEstimates, w window, opts buildkite.ListBuildsOptions,
+) (*listing, error) {
 	e := est[kind]
-	orgWide, orgPages, pipePages := e.choose(slugs, window, time.Now())
-	strategy := "pipelines"
+	now := time.Now()
+	l := &listing{started: now}
+	fresh := max(w.fresh, 1)
+	keep := func(b *buildkite.Build) bool {
+		l.saw(b)
+		if _, ok := pipelines[b.PipelineSlug()]; !ok {
+			return false
+		}
+		l.builds = append(l.builds, *b)
+		return true
+	}
+	orgWide, orgPages, pipePages := e.choose(slugs, w.fresh, now)
+	strategy := ""
+	var probe []buildkite.Build
+	probeFull := false
+	if kind == queryFinished && len(slugs) > 1 && e.stale(now) {
+		var err error
+		if probe, err = c.firstPage(ctx, org, opts); err != nil {
+			return nil, err
+		}
+		strategy = "probe, then "
+		orgWide = true
+		if probeFull = len(probe) >= perPage; probeFull {
+			orgBuilds, span, pipeBuilds := probeEstimate(probe, slugs, w.from)
+			orgPages, pipePages = pages(orgBuilds), 0
+			for _, s := range slugs {
+				pipePages += pages(pipeBuilds[s])
+			}
+			// The probe page is read already: the org-wide listing costs the rest.
+			orgWide = orgPages-1 <= pipePages
+			e.orgRate, e.orgMeasured, e.orgTail = orgBuilds/span, now, orgBuilds/span*overlap.Seconds()
+			for _, s := range slugs {
+				e.pipeRate[s] = pipeBuilds[s] / span
+			}
+		} else {
+			orgPages = 1
+		}
+	}
 	if orgWide {
-		strategy = "organization"
+		strategy += "organization"
+	} else {
+		strategy += "pipelines"
 	}
 	level.Debug(c.logger).Log("msg", "Choosing builds query", "organization", org, "query", kind, "strategy", strategy,
 		"estimated_org_pages", orgPages, "estimated_pipeline_pages", pipePages, "pipelines", len(slugs))
-	window = max(window, 1)
 	if orgWide {
-		builds, err := c.sliced(ctx, opts, func(o buildkite.ListBuildsOptions, visit func([]buildkite.Build) error) error {
-			return c.client.ListOrganizationBuilds(ctx, org, o, visit)
-		})
-		if err != nil {
-			return nil, err
-		}
-		e.orgRate, e.orgMeasured = float64(len(builds))/window, time.Now()
+		l.orgWide = true
+		total := 0
 		counts := map[string]int{}
-		for i := range builds {
-			counts[builds[i].PipelineSlug()]++
+		visit := func(b *buildkite.Build) {
+			if w.isNew(b) {
+				total++
+			}
+			if !b.FinishedAt.IsZero() {
+				l.orgFinished = append(l.orgFinished, b.FinishedAt.UnixNano())
+			}
+			if keep(b) && w.isNew(b) {
+				counts[b.PipelineSlug()]++
+			}
 		}
+		o := opts
+		var seen map[string]time.Time
+		for i := range probe {
+			visit(&probe[i])
+		}
+		if probeFull {
+			// Continue below the probe page: builds of its last second may be read twice.
+			oldest := oldestCreated(probe).Truncate(time.Second)
+			o.CreatedTo = oldest.Add(time.Second)
+			seen = map[string]time.Time{}
+			for i := range probe {
+				if !probe[i].CreatedAt.Before(oldest) {
+					seen[probe[i].ID] = probe[i].CreatedAt.Time
+				}
+			}
+		}
+		if probe == nil || probeFull {
+			if err := c.sliced(ctx, o, seen, func(o buildkite.ListBuildsOptions, visit func([]buildkite.Build) error) error {
+				return c.client.ListOrganizationBuilds(ctx, org, o, visit)
+			}, visit); err != nil {
+				return nil, err
+			}
+		}
+		e.orgRate, e.orgMeasured = float64(total)/fresh, time.Now()
 		for _, s := range slugs {
-			e.pipeRate[s] = float64(counts[s]) / window
+			e.pipeRate[s] = float64(counts[s]) / fresh
 		}
-		return builds, nil
+		return l, nil
 	}
-	var all []buildkite.Build
+	// The probe's builds are read again by the pipelines' listings; only its timestamps count.
+	for i := range probe {
+		l.saw(&probe[i])
+	}
 	for _, s := range slugs {
-		builds, err := c.sliced(ctx, opts, func(o buildkite.ListBuildsOptions, visit func([]buildkite.Build) error) error {
+		n := 0
+		err := c.sliced(ctx, opts, nil, func(o buildkite.ListBuildsOptions, visit func([]buildkite.Build) error) error {
 			return c.client.ListPipelineBuilds(ctx, org, s, o, visit)
+		}, func(b *buildkite.Build) {
+			if keep(b) && w.isNew(b) {
+				n++
+			}
 		})
 		if err != nil {
 			return nil, fmt.Errorf("pipeline %s/%s: %w", org, s, err)
 		}
-		e.pipeRate[s] = float64(len(builds)) / window
-		all = append(all, builds...)
+		e.pipeRate[s] = float64(n) / fresh
 	}
-	return all, nil
+	return l, nil
+}
+
+// firstPage reads the first page (of perPage builds) of an org-wide listing.
+func (c *Collector) firstPage(ctx context.Context, org string, opts buildkite.ListBuildsOptions) ([]buildkite.Build, error) {
+	opts.PerPage = perPage
+	var out []buildkite.Build
+	err := c.client.ListOrganizationBuilds(ctx, org, opts, func(page []buildkite.Build) error {
+		out = page
+		return buildkite.ErrStopPaging
+	})
+	return out, err
+}
+
+func oldestCreated(builds []buildkite.Build) time.Time {
+	var oldest time.Time
+	for i := range builds {
+		if oldest.IsZero() || builds[i].CreatedAt.Before(oldest) {
+			oldest = builds[i].CreatedAt.Time
+		}
+	}
+	return oldest
 }
 
 // sliced pages through a listing, at most maxPagesPerSlice deep: past that, or when the API says
 // the listing is too deep, it starts again with created_to set just above the oldest build read,
-// so every request stays shallow. Builds read twice at a slice boundary are returned once.
-func (c *Collector) sliced(ctx context.Context, opts buildkite.ListBuildsOptions, list func(buildkite.ListBuildsOptions, func([]buildkite.Build) error) error) ([]buildkite.Build, error) {
+// so every request stays shallow. visit sees every build once: builds read twice at a slice
+// boundary, or already in seen, are skipped. Only the ids of the boundary second are remembered
+// across slices, so memory does not grow with the listing.
+func (c *Collector) sliced(ctx context.Context, opts buildkite.ListBuildsOptions, seen map[string]time.Time,
+	list func(buildkite.ListBuildsOptions, func([]buildkite.Build) error) error, visit func(*buildkite.Build),
+) error {
 	opts.PerPage = perPage
 	limit := int(c.maxPages.Load())
-	seen := map[string]bool{}
-	var out []buildkite.Build
+	if seen == nil {
+		seen = map[string]time.Time{}
+	}
 	for {
 		n, full := 0, false
 		var oldest time.Time
 		err := list(opts, func(page []buildkite.Build) error {
 			n++
-			for _, b := range page {
-				if !seen[b.ID] {
-					seen[b.ID] = true
-					out = append(out, b)
+			for i := range page {
+				b := &page[i]
+				if _, ok := seen[b.ID]; !ok {
+					seen[b.ID] = b.CreatedAt.Time
+					visit(b)
 				}
 				if oldest.IsZero() || b.CreatedAt.Before(oldest) {
 					oldest = b.CreatedAt.Time
@@ -553,19 +829,26 @@ func (c *Collector) sliced(ctx context.Context, opts buildkite.ListBuildsOptions
 				level.Debug(c.logger).Log("msg", "The API refused a deep page; narrowing time slices", "pages_per_slice", n)
 			}
 		case err != nil:
-			return nil, err
+			return err
 		}
 		if !full {
-			return out, nil
+			return nil
 		}
 		// The API filters by whole seconds; created_to is exclusive.
-		next := oldest.Truncate(time.Second).Add(time.Second)
+		boundary := oldest.Truncate(time.Second)
+		next := boundary.Add(time.Second)
 		if !opts.CreatedTo.IsZero() && !next.Before(opts.CreatedTo) {
-			return nil, fmt.Errorf("more than %d builds were created within the second before %s; cannot narrow the listing further", limit*perPage, opts.CreatedTo.Format(time.RFC3339))
+			return fmt.Errorf("more than %d builds were created within the second before %s; cannot narrow the listing further", limit*perPage, opts.CreatedTo.Format(time.RFC3339))
 		}
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return err
 		}
 		opts.CreatedTo = next
+		// Only builds of the boundary second can come again.
+		for id, created := range seen {
+			if created.Before(boundary) {
+				delete(seen, id)
+			}
+		}
 	}
 }
