@@ -240,6 +240,14 @@ func serve(f *flags, cfg *config.Config, logger log.Logger, slogger *slog.Logger
 	go func() { catalog.Run(ctx); done <- struct{}{} }()
 	go func() { tokenCheck.Run(ctx); done <- struct{}{} }()
 	go func() {
+		// Poll only once the catalog has been read: a first cycle over the empty catalog would
+		// finish at once and make /-/ready claim a poll that never happened.
+		select {
+		case <-catalog.Loaded():
+		case <-ctx.Done():
+			done <- struct{}{}
+			return
+		}
 		if err := coll.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 			level.Error(logger).Log("msg", "Collector stopped", "err", err)
 			close(collectorFailed)

@@ -497,6 +497,9 @@ func TestLiveDeployments(t *testing.T) {
 	_, body := e.get("/metrics")
 	passed0, failed0 := sample(t, body, "buildkite_deployments_total", total("passed")), sample(t, body, "buildkite_deployments_total", total("failed"))
 	running0 := sample(t, body, "buildkite_deployments_running", worker)
+	if running0 < 0 || passed0 < 0 {
+		t.Fatal("/-/ready said ready but /metrics has no series of the fixture's worker: ready before the first poll of the catalog's organization")
+	}
 
 	// A deployment starts: running goes up, nothing is counted yet.
 	now := time.Now()

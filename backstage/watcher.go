@@ -42,6 +42,9 @@ type Watcher struct {
 	logged map[Problem]bool
 
 	snapshot atomic.Pointer[Snapshot]
+	// loaded is closed once the first refresh has published a Snapshot, successful or not.
+	loaded     chan struct{}
+	loadedOnce sync.Once
 }
 
 // NewWatcher returns a Watcher over sources, in precedence order (an entity defined in two sources
@@ -50,10 +53,15 @@ func NewWatcher(sources []Source, interval time.Duration, logger log.Logger) *Wa
 	if interval <= 0 {
 		interval = DefaultRefreshInterval
 	}
-	w := &Watcher{sources: sources, interval: interval, logger: logger, last: make([]*Result, len(sources))}
+	w := &Watcher{sources: sources, interval: interval, logger: logger, last: make([]*Result, len(sources)), loaded: make(chan struct{})}
 	w.snapshot.Store(&Snapshot{})
 	return w
 }
+
+// Loaded is closed once the first refresh has published a Snapshot (even a failed one, which
+// holds the problems): a consumer that starts work from the catalog waits for it, so that it never
+// mistakes the empty catalog before the first read for the real one.
+func (w *Watcher) Loaded() <-chan struct{} { return w.loaded }
 
 // Snapshot returns the current catalog; never nil, safe for concurrent use.
 func (w *Watcher) Snapshot() *Snapshot { return w.snapshot.Load() }
@@ -123,6 +131,7 @@ func (w *Watcher) Refresh(ctx context.Context) error {
 		level.Info(w.logger).Log("msg", "Catalog refreshed", "components", len(next.Components), "problems", len(next.Problems), "success", next.LastRefreshSuccess)
 	}
 	w.snapshot.Store(next)
+	w.loadedOnce.Do(func() { close(w.loaded) })
 	return errors.Join(errs...)
 }
 

@@ -205,3 +205,30 @@ func TestWatcherSnapshotConcurrentUse(t *testing.T) {
 		t.Errorf("%d components, want 4", n)
 	}
 }
+
+// TestWatcherLoaded: Loaded stays open until the first refresh has published a snapshot, and a
+// failed first refresh counts too, so a consumer waiting on it never waits forever.
+func TestWatcherLoaded(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		path string
+	}{
+		{"valid catalog", "testdata/valid"},
+		{"every file missing", filepath.Join(t.TempDir(), "absent.yaml")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := backstage.NewWatcher([]backstage.Source{backstage.NewFileSource([]string{tc.path}, log.NewNopLogger())}, time.Hour, log.NewNopLogger())
+			select {
+			case <-w.Loaded():
+				t.Fatal("Loaded before any refresh")
+			default:
+			}
+			_ = w.Refresh(context.Background())
+			select {
+			case <-w.Loaded():
+			default:
+				t.Fatal("Loaded still open after the first refresh")
+			}
+		})
+	}
+}

@@ -183,7 +183,7 @@ func TestRenderAndMemorySmall(t *testing.T) {
 		got[f.Name] = f.Value
 	}
 	for _, name := range []string{"series", "Collector.Handler, gzip (every scrape but the first after a poll)", "promhttp, plain (no cache, for comparison)",
-		"Collector.Handler, gzip, first scrape after a poll", "poll cycle with nothing new (snapshot rebuild)"} {
+		"Collector.Handler, gzip, first scrape after a poll", "poll cycle with nothing new (snapshot rebuild and encoding)"} {
 		if got[name] <= 0 {
 			t.Errorf("figure %q = %v, want > 0 (all: %v)", name, got[name], got)
 		}
