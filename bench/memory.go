@@ -183,7 +183,7 @@ func memoryFigures(figs *figures, dir string, comps int, heapProfile string) err
 	if rec.Code != http.StatusOK {
 		return fmt.Errorf("memory: /metrics answered %d", rec.Code)
 	}
-	figs.info(sec, "first scrape (encodes the snapshot)", time.Since(t0).Seconds(), "s", fmt.Sprintf("gzip body %.1f MB", float64(rec.Body.Len())/1e6))
+	figs.info(sec, "first scrape (serves the body the poller encoded)", time.Since(t0).Seconds(), "s", fmt.Sprintf("gzip body %.1f MB", float64(rec.Body.Len())/1e6))
 	rec = nil
 	measure("after the first scrape", false)
 	debug.FreeOSMemory()

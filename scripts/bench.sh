@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make bench: reproduces every figure of BENCHMARKS.md in one run and prints them as a table.
 #
-#   ./scripts/bench.sh            the scale; 30- and 90-day backfills at a tenth of it (about 5 minutes)
+#   ./scripts/bench.sh            the scale; 30- and 90-day backfills at a tenth of it (about 2 minutes)
 #   ./scripts/bench.sh --quick    a tenth of everything (about 2 minutes)
 #
 # Environment: SCALE (organization size for the steady state, 1 = the issue's), BACKFILL_SCALE
