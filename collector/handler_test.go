@@ -34,39 +34,7 @@ func TestHandlerServesTheSameSeries(t *testing.T) {
 		rest.MustRegister(g)
 		want[series("buildkite_exporter_test_gauge")] = 7
 		for _, gz := range []bool{false, true} {
-			req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
-			if gz {
-				req.Header.Set("Accept-Encoding", "deflate, gzip;q=0.8")
-			}
-			rec := httptest.NewRecorder()
-			h.c.Handler(rest).ServeHTTP(rec, req)
-			if rec.Code != http.StatusOK {
-				t.Fatalf("status %d: %s", rec.Code, rec.Body)
-			}
-			var body io.Reader = rec.Body
-			if got := rec.Header().Get("Content-Encoding") == "gzip"; got != gz {
-				t.Fatalf("gzip = %v, want %v", got, gz)
-			}
-			if gz {
-				zr, err := gzip.NewReader(rec.Body)
-				if err != nil {
-					t.Fatal(err)
-				}
-				body = zr
-			}
-			parser := expfmt.NewTextParser(model.UTF8Validation)
-			mfs, err := parser.TextToMetricFamilies(body)
-			if err != nil {
-				t.Fatalf("gzip=%v: unparsable exposition: %v", gz, err)
-			}
-			got := gather(t, gathererFunc(func() ([]*dto.MetricFamily, error) {
-				var out []*dto.MetricFamily
-				for _, mf := range mfs {
-					out = append(out, mf)
-				}
-				return out, nil
-			}))
-			if diff := cmp.Diff(want, got); diff != "" {
+			if diff := cmp.Diff(want, scrape(t, h.c.Handler(rest), gz, "deflate, gzip;q=0.8")); diff != "" {
 				t.Errorf("gzip=%v: handler differs from the registry (-registry +handler):\n%s", gz, diff)
 			}
 		}
@@ -105,35 +73,47 @@ func TestEncodedOnlyPublishesEncoded(t *testing.T) {
 		}
 		handler := h.c.Handler(prometheus.NewRegistry())
 		for _, gz := range []bool{false, true} {
-			req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
-			if gz {
-				req.Header.Set("Accept-Encoding", "gzip")
-			}
-			rec := httptest.NewRecorder()
-			handler.ServeHTTP(rec, req)
-			var body io.Reader = rec.Body
-			if gz {
-				zr, err := gzip.NewReader(rec.Body)
-				if err != nil {
-					t.Fatal(err)
-				}
-				body = zr
-			}
-			parser := expfmt.NewTextParser(model.UTF8Validation)
-			mfs, err := parser.TextToMetricFamilies(body)
-			if err != nil {
-				t.Fatalf("gzip=%v: %v", gz, err)
-			}
-			got := gather(t, gathererFunc(func() ([]*dto.MetricFamily, error) {
-				var out []*dto.MetricFamily
-				for _, mf := range mfs {
-					out = append(out, mf)
-				}
-				return out, nil
-			}))
-			if diff := cmp.Diff(want, got); diff != "" {
+			if diff := cmp.Diff(want, scrape(t, handler, gz, "gzip")); diff != "" {
 				t.Errorf("gzip=%v: EncodedOnly handler differs from the registered collector (-registry +handler):\n%s", gz, diff)
 			}
 		}
 	})
+}
+
+// scrape GETs /metrics from h, with acceptEncoding when gz, checks the answer is gzipped exactly
+// when asked, and returns its series as gather does.
+func scrape(t *testing.T, h http.Handler, gz bool, acceptEncoding string) map[string]float64 {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+	if gz {
+		req.Header.Set("Accept-Encoding", acceptEncoding)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		t.Fatalf("status %d: %s", rec.Code, rec.Body)
+	}
+	if got := rec.Header().Get("Content-Encoding") == "gzip"; got != gz {
+		t.Fatalf("gzip = %v, want %v", got, gz)
+	}
+	var body io.Reader = rec.Body
+	if gz {
+		zr, err := gzip.NewReader(rec.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body = zr
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := parser.TextToMetricFamilies(body)
+	if err != nil {
+		t.Fatalf("gzip=%v: unparsable exposition: %v", gz, err)
+	}
+	return gather(t, gathererFunc(func() ([]*dto.MetricFamily, error) {
+		var out []*dto.MetricFamily
+		for _, mf := range mfs {
+			out = append(out, mf)
+		}
+		return out, nil
+	}))
 }

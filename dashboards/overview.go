@@ -44,28 +44,8 @@ func overview() *dashboard.DashboardBuilder {
 		WithTarget(instant("A",
 			`sum(increase(buildkite_deployments_total{`+selProd+`,state="passed"}[$__range]))`+
 				` / sum(increase(buildkite_deployments_total{`+selProd+`,state=~"passed|failed"}[$__range]))`, "")))
-	b = b.WithPanel(stat.NewPanelBuilder().
-		Title("Median duration").
-		Description("Median start-to-finish time of passed and failed deployments in the time range.").
-		Span(4).Height(4).
-		Unit("s").
-		ReduceOptions(lastValue()).
-		GraphMode(common.BigValueGraphModeNone).
-		ColorScheme(byThresholds()).
-		Thresholds(thresholds("green", 900, "orange", 1800, "red")).
-		Mappings([]dashboard.ValueMapping{noData("no deployments", 0)}).
-		WithTarget(instant("A", `histogram_quantile(0.5, sum by (le) (increase(buildkite_deployment_duration_seconds_bucket{`+sel+`}[$__range])))`, "")))
-	b = b.WithPanel(stat.NewPanelBuilder().
-		Title("p90 duration").
-		Description("90th percentile start-to-finish time in the time range. Orange past the 15-minute duration SLO, red past the 30-minute slow-deployment alert.").
-		Span(4).Height(4).
-		Unit("s").
-		ReduceOptions(lastValue()).
-		GraphMode(common.BigValueGraphModeNone).
-		ColorScheme(byThresholds()).
-		Thresholds(thresholds("green", 900, "orange", 1800, "red")).
-		Mappings([]dashboard.ValueMapping{noData("no deployments", 0)}).
-		WithTarget(instant("A", `histogram_quantile(0.9, sum by (le) (increase(buildkite_deployment_duration_seconds_bucket{`+sel+`}[$__range])))`, "")))
+	b = b.WithPanel(durationStat("Median duration", "Median start-to-finish time of passed and failed deployments in the time range.", "0.5", sel))
+	b = b.WithPanel(durationStat("p90 duration", "90th percentile start-to-finish time in the time range. Orange past the 15-minute duration SLO, red past the 30-minute slow-deployment alert.", "0.9", sel))
 	b = b.WithPanel(stat.NewPanelBuilder().
 		Title("Components failing now").
 		Description("Components whose latest finished deployment (in any selected environment) failed.").
@@ -159,4 +139,20 @@ func overview() *dashboard.DashboardBuilder {
 // fixedColor gives a series one colour, so that passed is green and failed red on every panel.
 func fixedColor(c string) []dashboard.DynamicConfigValue {
 	return []dashboard.DynamicConfigValue{{Id: "color", Value: map[string]any{"mode": "fixed", "fixedColor": c}}}
+}
+
+// durationStat is a stat panel of one quantile of deployment durations over the time range,
+// coloured against the 15-minute duration SLO and the 30-minute slow-deployment alert.
+func durationStat(title, description, quantile, sel string) *stat.PanelBuilder {
+	return stat.NewPanelBuilder().
+		Title(title).
+		Description(description).
+		Span(4).Height(4).
+		Unit("s").
+		ReduceOptions(lastValue()).
+		GraphMode(common.BigValueGraphModeNone).
+		ColorScheme(byThresholds()).
+		Thresholds(thresholds("green", 900, "orange", 1800, "red")).
+		Mappings([]dashboard.ValueMapping{noData("no deployments", 0)}).
+		WithTarget(instant("A", `histogram_quantile(`+quantile+`, sum by (le) (increase(buildkite_deployment_duration_seconds_bucket{`+sel+`}[$__range])))`, ""))
 }
