@@ -25,6 +25,7 @@ import (
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/buildkite"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/buildkite/buildkitetest"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/collector"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/internal/cputime"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/internal/secret"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/store"
 )
@@ -292,14 +293,14 @@ func TestEconomy(t *testing.T) {
 		for i, w := range windows {
 			t.Run(fmt.Sprintf("%dd", w/day), func(t *testing.T) {
 				t.Parallel()
-				cpu := processCPUTime()
+				cpu := cputime.Process()
 				synctest.Test(t, func(t *testing.T) {
 					checkEpoch(t)
 					r := startCollector(t, f, comps, w, fmt.Sprintf("bkua_backfill_%d", i))
 					backfill(t, figs, ds, r, w, bscale)
 					r.stop(t)
 				})
-				t.Logf("process CPU while this bubble ran: %v", (processCPUTime() - cpu).Round(time.Millisecond))
+				t.Logf("process CPU while this bubble ran: %v", (cputime.Process() - cpu).Round(time.Millisecond))
 			})
 		}
 	})
@@ -319,7 +320,7 @@ func TestEconomy(t *testing.T) {
 	figs.info("dataset", "steady-state organization: builds", float64(ds.builds), "builds", fmt.Sprintf("%.0f/day over %d days", m.BuildsPerDay, m.Days))
 	// The steady state changes the fake, so it runs last, with a collector of its own whose
 	// backfill is short: requests per cycle do not depend on how much history is stored.
-	cpu := processCPUTime()
+	cpu := cputime.Process()
 	synctest.Test(t, func(t *testing.T) {
 		checkEpoch(t)
 		r := startCollector(t, f, comps, steadyBackfill, "bkua_steady")
@@ -327,7 +328,7 @@ func TestEconomy(t *testing.T) {
 		r.stop(t)
 		naive(t, figs, f, comps, m)
 	})
-	t.Logf("steady state and naive baseline: %v of CPU", (processCPUTime() - cpu).Round(time.Millisecond))
+	t.Logf("steady state and naive baseline: %v of CPU", (cputime.Process() - cpu).Round(time.Millisecond))
 }
 
 // steadyBackfill is the history the steady-state collector reads first.

@@ -19,6 +19,7 @@ import (
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/backstage"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/buildkite"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/collector"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/internal/cputime"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/store"
 )
 
@@ -177,7 +178,7 @@ func measureScrape(h http.Handler, gz bool) scrapeResult {
 	var cpu time.Duration
 	r := testing.Benchmark(func(b *testing.B) {
 		b.ReportAllocs()
-		before := processCPUTime()
+		before := cputime.Process()
 		for b.Loop() {
 			rec := httptest.NewRecorder()
 			h.ServeHTTP(rec, req)
@@ -186,7 +187,7 @@ func measureScrape(h http.Handler, gz bool) scrapeResult {
 			}
 			res.body = rec.Body.Len()
 		}
-		cpu = processCPUTime() - before
+		cpu = cputime.Process() - before
 	})
 	res.nsPerOp = float64(r.NsPerOp())
 	res.cpuMsPerOp = float64(cpu) / float64(max(r.N, 1)) / 1e6
@@ -287,9 +288,9 @@ func renderFigures(figs *figures, n int) error {
 		req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
 		req.Header.Set("Accept-Encoding", "gzip")
 		rec := httptest.NewRecorder()
-		cpu0, t0 := processCPUTime(), time.Now()
+		cpu0, t0 := cputime.Process(), time.Now()
 		c.Handler(prometheus.NewRegistry()).ServeHTTP(rec, req)
-		cpus, walls = append(cpus, processCPUTime()-cpu0), append(walls, time.Since(t0))
+		cpus, walls = append(cpus, cputime.Process()-cpu0), append(walls, time.Since(t0))
 		if err := stop(); err != nil {
 			return err
 		}
@@ -316,9 +317,9 @@ func renderFigures(figs *figures, n int) error {
 	if err != nil {
 		return err
 	}
-	before, cpu0, t0 := cl.count(), processCPUTime(), time.Now()
+	before, cpu0, t0 := cl.count(), cputime.Process(), time.Now()
 	time.Sleep(cycleSample)
-	cycles, cpu, wall := cl.count()-before, processCPUTime()-cpu0, time.Since(t0)
+	cycles, cpu, wall := cl.count()-before, cputime.Process()-cpu0, time.Since(t0)
 	if err := stop2(); err != nil {
 		return err
 	}

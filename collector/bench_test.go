@@ -13,6 +13,7 @@ import (
 
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/backstage"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/config"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/internal/cputime"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/store"
 )
 
@@ -87,7 +88,7 @@ func benchRenderWith(b *testing.B, worst, gz, cached bool) {
 		req.Header.Set("Accept-Encoding", "gzip")
 	}
 	var size int
-	cpu := processCPUTime()
+	cpu := cputime.Process()
 	for b.Loop() {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
@@ -96,7 +97,7 @@ func benchRenderWith(b *testing.B, worst, gz, cached bool) {
 		}
 		size = rec.Body.Len()
 	}
-	b.ReportMetric(float64(processCPUTime()-cpu)/float64(b.N)/1e6, "cpu-ms/op")
+	b.ReportMetric(float64(cputime.Process()-cpu)/float64(b.N)/1e6, "cpu-ms/op")
 	series := 0
 	mfs, err := reg.Gather()
 	if err != nil {
@@ -117,9 +118,9 @@ func benchRenderWith(b *testing.B, worst, gz, cached bool) {
 // BenchmarkBuildSnapshot measures what each poll cycle spends rendering the snapshot.
 func BenchmarkBuildSnapshot(b *testing.B) {
 	in := benchInput(1000, true)
-	cpu := processCPUTime()
+	cpu := cputime.Process()
 	for b.Loop() {
 		buildSnapshot(in)
 	}
-	b.ReportMetric(float64(processCPUTime()-cpu)/float64(b.N)/1e6, "cpu-ms/op")
+	b.ReportMetric(float64(cputime.Process()-cpu)/float64(b.N)/1e6, "cpu-ms/op")
 }
