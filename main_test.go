@@ -33,7 +33,7 @@ import (
 
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/buildkite"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/buildkite/buildkitetest"
-	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/collector/fixture"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/internal/fixture"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/config"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/internal/testenv"
 )

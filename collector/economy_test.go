@@ -8,7 +8,7 @@ import (
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/backstage"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/buildkite"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/buildkite/buildkitetest"
-	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/collector/fixture"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/internal/fixture"
 )
 
 func routes(f *buildkitetest.Fake) map[string]int {

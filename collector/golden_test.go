@@ -13,7 +13,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/buildkite/buildkitetest"
-	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/collector/fixture"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/internal/fixture"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/config"
 )
 

@@ -9,7 +9,7 @@ import (
 	"testing/synctest"
 
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/buildkite/buildkitetest"
-	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/collector/fixture"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/internal/fixture"
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
