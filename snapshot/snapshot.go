@@ -104,7 +104,7 @@ type Objective struct {
 
 // PipelineDeployments counts the finished deployments of one pipeline, by state.
 type PipelineDeployments struct {
-	Pipeline string // "<org>/<pipeline>"
+	Pipeline string            // "<org>/<pipeline>"
 	Total    [NumStates]uint64 // indexed like States
 }
 
