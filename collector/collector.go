@@ -1,13 +1,11 @@
-// Package collector follows the builds of the pipelines that Backstage components name, turns
-// them into deployment outcomes, stores them in the deployment log and serves them as Prometheus
-// metrics.
-//
-// Data flow: a poller per organization fetches what changed since the stored watermark,
-// classifies builds into store.Records, appends them to the store.Log (which returns the records
-// that were new), applies only those to an in-memory aggregate and publishes an immutable snapshot
-// of const metrics. Collect only sends that snapshot: scrapes never call the Buildkite API. At
-// start the aggregate is rebuilt from the log (compacted base, then the records in append order),
-// so counters continue where they were.
+// Package collector is the poll loop: per organization of the catalog, every poll interval, it
+// fetches what changed since the stored watermark (the query planner picks org-wide or
+// per-pipeline listings), has package deployment classify the builds, commits the records to the
+// deployment log and applies the new ones to the aggregate, then publishes an immutable
+// snapshot.Snapshot for every surface to read. Scrapes never call the Buildkite API. At start the
+// aggregate is rebuilt from the log (compacted base, then the records in append order), so
+// counters continue where they were. Exporter health (buildkite_up, poll and storage metrics) is
+// read live by HealthCollector.
 package collector
 
 import (
@@ -21,18 +19,19 @@ import (
 
 	"github.com/go-kit/log"
 	"github.com/go-kit/log/level"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/backstage"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/buildkite"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/config"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/deployment"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/snapshot"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/store"
 )
 
 // Client is the part of *buildkite.Client the poller uses.
 type Client interface {
+	ListBuildsSliced(ctx context.Context, org, pipeline string, opts buildkite.ListBuildsOptions, seen map[string]time.Time, visit func(*buildkite.Build)) error
 	ListOrganizationBuilds(ctx context.Context, org string, opts buildkite.ListBuildsOptions, visit func(page []buildkite.Build) error) error
-	ListPipelineBuilds(ctx context.Context, org, pipeline string, opts buildkite.ListBuildsOptions, visit func(page []buildkite.Build) error) error
 	GetBuild(ctx context.Context, org, pipeline string, number int, opts buildkite.GetBuildOptions) (*buildkite.Build, error)
 }
 
@@ -54,39 +53,30 @@ type Options struct {
 	// (--storage.retention); 0 never compacts.
 	Retention time.Duration
 	Logger    log.Logger
-	// Registerer, when set, gets the Collector registered.
-	Registerer prometheus.Registerer
-	// EncodedOnly is for a Collector served only through Handler (the exporter's /metrics): each
-	// snapshot is rendered straight into its gzipped text exposition, without const metrics or
-	// dto objects. At 10,000 components those are over a million series and several hundred MiB
-	// at peak. Collect then sends nothing.
-	EncodedOnly bool
+	// OnPublish, when set, is called with every snapshot after it is published, in the polling
+	// goroutine: the exposition encodes it there, so that no scrape pays for it.
+	OnPublish func(*snapshot.Snapshot)
 }
 
-// Collector polls Buildkite and serves the deployment metrics.
+// Collector polls Buildkite and publishes deployment snapshots.
 type Collector struct {
 	client       Client
 	catalog      func() []backstage.Component
 	log          store.Log
 	cfg          *config.Config
-	cls          classifier
+	cls          deployment.Classifier
 	pollInterval time.Duration
 	backfill     time.Duration
 	retention    time.Duration
 	logger       log.Logger
+	onPublish    func(*snapshot.Snapshot)
 
-	snap atomic.Pointer[snapshot]
-	// served is set once Handler was asked for: snapshots are then encoded when published.
-	served      atomic.Bool
-	encodedOnly bool
+	snap atomic.Pointer[snapshot.Snapshot]
 	// cyclePublished is set once the snapshot of a completed poll cycle is published.
 	cyclePublished atomic.Bool
-	// maxPages is how deep a listing pages before it narrows its time window; lowered when the
-	// API refuses a shallower page than maxPagesPerSlice.
-	maxPages atomic.Int32
 
 	mu            sync.Mutex // guards the fields below
-	agg           *aggregate
+	agg           *deployment.Aggregate
 	commits       map[string]time.Time // store.CommitKey → first created_at seen
 	orgs          map[string]*orgState
 	storageErrors uint64
@@ -96,10 +86,8 @@ type Collector struct {
 	comps         []backstage.Component // the catalog of the latest cycle
 }
 
-var _ prometheus.Collector = (*Collector)(nil)
-
-// New validates opts and returns a Collector that serves an empty snapshot until Run has replayed
-// the log.
+// New validates opts and returns a Collector that publishes an empty snapshot until Run has
+// replayed the log.
 func New(opts Options) (*Collector, error) {
 	switch {
 	case opts.Client == nil:
@@ -130,40 +118,23 @@ func New(opts Options) (*Collector, error) {
 		catalog:       opts.Catalog,
 		log:           opts.Log,
 		cfg:           cfg,
-		cls:           classifier{cfg},
+		cls:           deployment.NewClassifier(cfg),
 		pollInterval:  opts.PollInterval,
 		backfill:      opts.Backfill,
 		retention:     opts.Retention,
 		logger:        logger,
-		agg:           newAggregate(),
+		onPublish:     opts.OnPublish,
+		agg:           deployment.NewAggregate(),
 		commits:       map[string]time.Time{},
 		orgs:          map[string]*orgState{},
 		loggedUnknown: map[string]bool{},
-		encodedOnly:   opts.EncodedOnly,
 	}
-	c.snap.Store(&snapshot{})
-	c.maxPages.Store(maxPagesPerSlice)
-	if opts.Registerer != nil {
-		if err := opts.Registerer.Register(c); err != nil {
-			return nil, fmt.Errorf("collector: registering metrics: %w", err)
-		}
-	}
+	c.snap.Store(&snapshot.Snapshot{})
 	return c, nil
 }
 
-// Describe implements prometheus.Collector.
-func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range allDescs {
-		ch <- d
-	}
-}
-
-// Collect implements prometheus.Collector: it sends the latest snapshot and never blocks on polling.
-func (c *Collector) Collect(ch chan<- prometheus.Metric) {
-	for _, m := range c.snap.Load().metrics {
-		ch <- m
-	}
-}
+// Snapshot returns the latest published snapshot; never nil. It must not be modified.
+func (c *Collector) Snapshot() *snapshot.Snapshot { return c.snap.Load() }
 
 // Ready reports whether every organization of the catalog has been polled successfully once.
 func (c *Collector) Ready() bool {
@@ -212,13 +183,13 @@ func (c *Collector) restore() error {
 	if err != nil {
 		return fmt.Errorf("loading the deployment log: %w", err)
 	}
-	agg, err := unmarshalAggregate(st.Base)
+	agg, err := deployment.UnmarshalAggregate(st.Base)
 	if err != nil {
 		return err
 	}
 	n := 0
 	if err := c.log.Replay(func(r store.Record) error {
-		agg.apply(r)
+		agg.Apply(r)
 		n++
 		return nil
 	}); err != nil {
@@ -247,7 +218,7 @@ func (c *Collector) compact() {
 		return
 	}
 	cutoff := time.Now().Add(-c.retention)
-	if err := c.log.Compact(cutoff, foldBase); err != nil {
+	if err := c.log.Compact(cutoff, deployment.Fold); err != nil {
 		c.mu.Lock()
 		c.storageErrors++
 		c.mu.Unlock()
@@ -298,41 +269,30 @@ func (c *Collector) pollAll(ctx context.Context) {
 	c.cyclePublished.Store(true)
 }
 
-// publish makes s the snapshot scrapes see. When the Collector is served through Handler, s is
-// encoded first, here in the polling goroutine and outside c.mu, so that no scrape pays for it.
-// An EncodedOnly Collector's snapshots are instead encoded as they are built (buildSnapshot, under
-// c.mu), which takes less time than building the const metrics did.
-// Callers publish one at a time: replay before the first cycle, then one cycle after another.
-func (c *Collector) publish(s *snapshot) {
-	if c.encodedOnly || c.served.Load() {
-		s.encode(c.encodedOnly)
-	}
+// publish makes s the snapshot every surface sees, then hands it to OnPublish. Callers publish
+// one at a time: replay before the first cycle, then one cycle after another.
+func (c *Collector) publish(s *snapshot.Snapshot) {
 	c.snap.Store(s)
+	if c.onPublish != nil {
+		c.onPublish(s)
+	}
 }
 
 // snapshotLocked renders a new snapshot; c.mu is held.
-func (c *Collector) snapshotLocked() *snapshot {
-	live := map[string]liveEnv{}
-	health := map[string]orgHealth{}
-	for org, o := range c.orgs {
+func (c *Collector) snapshotLocked() *snapshot.Snapshot {
+	live := map[deployment.EnvKey]deployment.Live{}
+	for _, o := range c.orgs {
 		if !o.active {
 			continue
 		}
-		health[org] = o.health
 		for k, v := range o.live {
-			l := live[k]
-			l.Running += v.Running
-			l.Awaiting += v.Awaiting
-			l.RunningSince = earliest(l.RunningSince, v.RunningSince)
-			l.AwaitingSince = earliest(l.AwaitingSince, v.AwaitingSince)
-			live[k] = l
+			live[k] = live[k].Add(v)
 		}
 	}
-	s := buildSnapshot(snapshotInput{
-		cfg: c.cfg, catalog: c.comps, agg: c.agg, live: live, orgs: health,
-		storageErrors: c.storageErrors, started: c.started, encodedOnly: c.encodedOnly,
+	s := c.agg.Snapshot(deployment.SnapshotInput{
+		Config: c.cfg, Catalog: c.comps, Live: live, Polled: c.started, Taken: time.Now(),
 	})
-	for _, env := range s.unknownEnvs {
+	for _, env := range s.UnknownEnvironments {
 		if !c.loggedUnknown[env] {
 			c.loggedUnknown[env] = true
 			level.Warn(c.logger).Log("msg", "Deployments use an environment name the alias table does not know; add it to environment_aliases in the config file if it is another name for a known environment", "environment", env)
@@ -341,19 +301,21 @@ func (c *Collector) snapshotLocked() *snapshot {
 	return s
 }
 
-func earliest(a, b time.Time) time.Time {
-	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
-		return b
-	}
-	return a
-}
-
 // orgState returns the state of org, creating it; c.mu is held.
 func (c *Collector) orgState(org string) *orgState {
 	o := c.orgs[org]
 	if o == nil {
-		o = &orgState{seenBlocked: map[string]time.Time{}, est: newCostEstimates()}
+		o = &orgState{seenBlocked: map[string]time.Time{}, planner: newPlanner()}
 		c.orgs[org] = o
 	}
 	return o
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
 }

@@ -1,4 +1,4 @@
-package collector
+package deployment
 
 import (
 	"encoding/json"
@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/config"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/snapshot"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/store"
 )
 
@@ -21,12 +22,10 @@ var (
 
 // Deployment states, the values of the state label.
 const (
-	statePassed   = "passed"
-	stateFailed   = "failed"
-	stateCanceled = "canceled"
+	statePassed   = snapshot.StatePassed
+	stateFailed   = snapshot.StateFailed
+	stateCanceled = snapshot.StateCanceled
 )
-
-var deploymentStates = []string{statePassed, stateFailed, stateCanceled}
 
 // histogram is a fixed-bucket histogram that can be serialised. Counts are per bucket (not
 // cumulative); the last slot counts observations above the highest bound.
@@ -45,21 +44,15 @@ func (h *histogram) observe(bounds []float64, v float64) {
 	h.Count++
 }
 
-// cumulative returns the bucket map const histograms take.
-func (h *histogram) cumulative(bounds []float64) map[float64]uint64 {
-	out := make(map[float64]uint64, len(bounds))
-	var acc uint64
-	for i, b := range bounds {
-		if i < len(h.Counts) {
-			acc += h.Counts[i]
-		}
-		out[b] = acc
-	}
-	return out
+// snapshot copies h for a snapshot, which must not change when later records are applied.
+func (h *histogram) snapshot(bounds []float64) *snapshot.Histogram {
+	counts := make([]uint64, len(bounds)+1)
+	copy(counts, h.Counts)
+	return &snapshot.Histogram{Bounds: bounds, Counts: counts, Sum: h.Sum, Count: h.Count}
 }
 
 // envKey is a (component, environment) pair; series keys are strings joined with \x00 so that the
-// aggregate serialises as plain JSON maps.
+// Aggregate serialises as plain JSON maps.
 func envKey(component, env string) string { return component + "\x00" + env }
 
 func joinKey(parts ...string) string {
@@ -84,10 +77,10 @@ type envState struct {
 	DeployedCommit  string    `json:"deployed_commit"`
 }
 
-// aggregate is every counter the deployment metrics need, built only by applying records in
-// order. It is the fold format of store.Log.Compact: MarshalBase of an aggregate is the base, and
+// Aggregate is every counter the deployment metrics need, built only by applying records in
+// order. It is the fold format of store.Log.Compact: the JSON of an Aggregate is the base, and
 // applying the remaining records on top of it rebuilds the same state.
-type aggregate struct {
+type Aggregate struct {
 	Version int `json:"version"`
 	// Deployments counts by (component, environment, pipeline, state).
 	Deployments map[string]uint64 `json:"deployments"`
@@ -106,8 +99,8 @@ type aggregate struct {
 
 const aggregateVersion = 1
 
-func newAggregate() *aggregate {
-	return &aggregate{
+func NewAggregate() *Aggregate {
+	return &Aggregate{
 		Version:      aggregateVersion,
 		Deployments:  map[string]uint64{},
 		Pipelines:    map[string]bool{},
@@ -120,9 +113,9 @@ func newAggregate() *aggregate {
 	}
 }
 
-// unmarshalAggregate decodes a compacted base; nil or empty is an empty aggregate.
-func unmarshalAggregate(b []byte) (*aggregate, error) {
-	a := newAggregate()
+// UnmarshalAggregate decodes a compacted base; nil or empty is an empty aggregate.
+func UnmarshalAggregate(b []byte) (*Aggregate, error) {
+	a := NewAggregate()
 	if len(b) == 0 {
 		return a, nil
 	}
@@ -133,7 +126,7 @@ func unmarshalAggregate(b []byte) (*aggregate, error) {
 		return nil, fmt.Errorf("compacted deployment summary has version %d, this exporter reads %d", a.Version, aggregateVersion)
 	}
 	// Maps absent from an older or hand-edited base.
-	fresh := newAggregate()
+	fresh := NewAggregate()
 	if a.Deployments == nil {
 		a.Deployments = fresh.Deployments
 	}
@@ -155,16 +148,16 @@ func unmarshalAggregate(b []byte) (*aggregate, error) {
 }
 
 // marshalBase encodes the aggregate as a compaction base.
-func (a *aggregate) marshalBase() ([]byte, error) { return json.Marshal(a) }
+func (a *Aggregate) marshalBase() ([]byte, error) { return json.Marshal(a) }
 
-// foldBase is the fold function handed to store.Log.Compact.
-func foldBase(base []byte, old []store.Record) ([]byte, error) {
-	a, err := unmarshalAggregate(base)
+// Fold is the fold function handed to store.Log.Compact.
+func Fold(base []byte, old []store.Record) ([]byte, error) {
+	a, err := UnmarshalAggregate(base)
 	if err != nil {
 		return nil, err
 	}
 	for _, r := range old {
-		a.apply(r)
+		a.Apply(r)
 	}
 	return a.marshalBase()
 }
@@ -178,9 +171,9 @@ func hist(m map[string]*histogram, k string) *histogram {
 	return h
 }
 
-// apply counts one deployment outcome. Records with a state other than passed, failed, canceled
+// Apply counts one deployment outcome. Records with a state other than passed, failed, canceled
 // are ignored (the collector never makes them).
-func (a *aggregate) apply(r store.Record) {
+func (a *Aggregate) Apply(r store.Record) {
 	switch r.State {
 	case statePassed, stateFailed, stateCanceled:
 	default:

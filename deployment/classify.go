@@ -1,4 +1,4 @@
-package collector
+package deployment
 
 import (
 	"maps"
@@ -19,9 +19,18 @@ type target struct {
 	Unknown bool
 }
 
-// classifier turns builds into deployment targets, following DESIGN.md "What counts as a
-// deployment". It holds no state.
-type classifier struct{ cfg *config.Config }
+// Classifier turns builds into deployment records and live gauges, following DESIGN.md "What
+// counts as a deployment". It holds no state and does no I/O: the same builds give the same
+// records, whoever classifies them and whenever.
+type Classifier struct{ cfg *config.Config }
+
+// NewClassifier classifies by cfg (nil: config.Default()).
+func NewClassifier(cfg *config.Config) Classifier {
+	if cfg == nil {
+		cfg = config.Default()
+	}
+	return Classifier{cfg}
+}
 
 // outcomeState maps a build state to a deployment state; ok is false for builds that are not
 // finished deployments (running, blocked, skipped, not_run).
@@ -39,7 +48,7 @@ func outcomeState(b *buildkite.Build) (string, bool) {
 // targets returns the environments build b of pipelineSlug deploys to; first rule that matches wins:
 // meta-data environment, then <app>:<env>:deployed keys, then a token of the slug, then the
 // default environment. Never empty.
-func (c classifier) targets(b *buildkite.Build, pipelineSlug string) []target {
+func (c Classifier) targets(b *buildkite.Build, pipelineSlug string) []target {
 	md := b.MetaData
 	if raw := strings.TrimSpace(md["environment"]); raw != "" {
 		return []target{c.target(raw, c.version(md, b, "", raw))}
@@ -59,13 +68,13 @@ func (c classifier) targets(b *buildkite.Build, pipelineSlug string) []target {
 	if len(out) > 0 {
 		return out
 	}
-	if env := c.slugEnvironment(pipelineSlug); env != "" {
+	if env := c.SlugEnvironment(pipelineSlug); env != "" {
 		return []target{c.target(env, c.version(md, b, "", env))}
 	}
 	return []target{c.target(c.cfg.DefaultEnvironment, c.version(md, b, "", c.cfg.DefaultEnvironment))}
 }
 
-func (c classifier) target(raw, version string) target {
+func (c Classifier) target(raw, version string) target {
 	return target{
 		Environment: labelValue(c.cfg.NormalizeEnvironment(raw)),
 		Version:     labelValue(version),
@@ -90,9 +99,9 @@ func labelValue(s string) string {
 	return s[:cut]
 }
 
-// slugEnvironment finds a known environment name among the slug's tokens, the last one first
+// SlugEnvironment finds a known environment name among the slug's tokens, the last one first
 // (my-service-deploy-prod, dev-tools-prod-deploy → production).
-func (c classifier) slugEnvironment(slug string) string {
+func (c Classifier) SlugEnvironment(slug string) string {
 	tokens := strings.FieldsFunc(strings.ToLower(slug), func(r rune) bool { return r == '-' || r == '_' || r == '.' })
 	for i := len(tokens) - 1; i >= 0; i-- {
 		if c.cfg.KnownEnvironment(tokens[i]) {
@@ -104,7 +113,7 @@ func (c classifier) slugEnvironment(slug string) string {
 
 // version returns the deployed version, most specific source first: <app>:<env>:version,
 // <env>:version (as written, then normalised), version, else the build's tag.
-func (c classifier) version(md map[string]string, b *buildkite.Build, app, rawEnv string) string {
+func (c Classifier) version(md map[string]string, b *buildkite.Build, app, rawEnv string) string {
 	var keys []string
 	norm := c.cfg.NormalizeEnvironment(rawEnv)
 	if app != "" {

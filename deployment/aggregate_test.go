@@ -1,4 +1,4 @@
-package collector
+package deployment
 
 import (
 	"encoding/json"
@@ -22,18 +22,18 @@ func rec(key, state string, finished time.Time, dur time.Duration) store.Record 
 
 func TestAggregateFailingAndRecovery(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	a := newAggregate()
-	a.apply(rec("1", "passed", t0, time.Minute))
-	a.apply(rec("2", "failed", t0.Add(time.Hour), time.Minute))
-	a.apply(rec("3", "canceled", t0.Add(2*time.Hour), time.Minute))
-	a.apply(rec("4", "failed", t0.Add(3*time.Hour), time.Minute))
+	a := NewAggregate()
+	a.Apply(rec("1", "passed", t0, time.Minute))
+	a.Apply(rec("2", "failed", t0.Add(time.Hour), time.Minute))
+	a.Apply(rec("3", "canceled", t0.Add(2*time.Hour), time.Minute))
+	a.Apply(rec("4", "failed", t0.Add(3*time.Hour), time.Minute))
 	// A late record of an old failure: counted, but it does not change what is failing.
-	a.apply(rec("5", "failed", t0.Add(30*time.Minute), time.Minute))
+	a.Apply(rec("5", "failed", t0.Add(30*time.Minute), time.Minute))
 	es := a.Envs[envKey("c", "production")]
 	if !es.Failing || !es.FailedSince.Equal(t0.Add(time.Hour)) {
 		t.Fatalf("after failures: %+v", es)
 	}
-	a.apply(rec("6", "passed", t0.Add(5*time.Hour), time.Minute))
+	a.Apply(rec("6", "passed", t0.Add(5*time.Hour), time.Minute))
 	if es.Failing {
 		t.Error("still failing after a pass")
 	}
@@ -55,7 +55,7 @@ func TestHistogramBuckets(t *testing.T) {
 	for _, v := range []float64{1, 10, 11, 100, 1000} {
 		h.observe(bounds, v)
 	}
-	if diff := cmp.Diff(map[float64]uint64{10: 2, 100: 4}, h.cumulative(bounds)); diff != "" {
+	if diff := cmp.Diff([]uint64{2, 4}, h.snapshot(bounds).Cumulative()); diff != "" {
 		t.Errorf("cumulative (-want +got):\n%s", diff)
 	}
 	if h.Count != 5 || h.Sum != 1122 {
@@ -77,30 +77,30 @@ func TestFoldEqualsApply(t *testing.T) {
 		r.Version, r.Commit = fmt.Sprint("v", i), sha(i)
 		recs = append(recs, r)
 	}
-	all := newAggregate()
+	all := NewAggregate()
 	for _, r := range recs {
-		all.apply(r)
+		all.Apply(r)
 	}
 	want, err := all.marshalBase()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, cut := range []int{0, 1, 250, 499, 500} {
-		base, err := foldBase(nil, recs[:cut])
+		base, err := Fold(nil, recs[:cut])
 		if err != nil {
 			t.Fatal(err)
 		}
 		// Fold twice: a base of a base.
-		base, err = foldBase(base, nil)
+		base, err = Fold(base, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		a, err := unmarshalAggregate(base)
+		a, err := UnmarshalAggregate(base)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, r := range recs[cut:] {
-			a.apply(r)
+			a.Apply(r)
 		}
 		got, _ := a.marshalBase()
 		var w, g any
@@ -113,17 +113,17 @@ func TestFoldEqualsApply(t *testing.T) {
 }
 
 func TestUnmarshalAggregateErrors(t *testing.T) {
-	if _, err := unmarshalAggregate([]byte(`{"version": 99}`)); err == nil || !strings.Contains(err.Error(), "version 99") {
+	if _, err := UnmarshalAggregate([]byte(`{"version": 99}`)); err == nil || !strings.Contains(err.Error(), "version 99") {
 		t.Errorf("future version: %v", err)
 	}
-	if _, err := unmarshalAggregate([]byte(`[`)); err == nil {
+	if _, err := UnmarshalAggregate([]byte(`[`)); err == nil {
 		t.Error("garbage accepted")
 	}
-	a, err := unmarshalAggregate([]byte(`{"version": 1}`))
+	a, err := UnmarshalAggregate([]byte(`{"version": 1}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.apply(rec("k", "passed", time.Unix(10, 0), time.Second)) // no nil map panics
+	a.Apply(rec("k", "passed", time.Unix(10, 0), time.Second)) // no nil map panics
 }
 
 func TestApprovalWait(t *testing.T) {
@@ -141,32 +141,8 @@ func TestApprovalWait(t *testing.T) {
 		{"no runnable_at: scheduled_at", []buildkite.Job{{Type: "manual", ScheduledAt: at(0), UnblockedAt: at(2)}}, 120},
 		{"unblocked before gate: ignored", []buildkite.Job{{Type: "manual", RunnableAt: at(5), UnblockedAt: at(1)}}, -1},
 	} {
-		if got := approvalWait(tc.jobs); got != tc.want {
-			t.Errorf("%s: approvalWait = %v, want %v", tc.name, got, tc.want)
-		}
-	}
-}
-
-func TestNewValidatesOptions(t *testing.T) {
-	ok := Options{Client: newTestClient(t, newFake()), Catalog: func() []backstage.Component { return nil }, Log: store.NewMemory(), PollInterval: time.Second}
-	if _, err := New(ok); err != nil {
-		t.Fatalf("valid options: %v", err)
-	}
-	for name, tc := range map[string]struct {
-		mod  func(*Options)
-		want string
-	}{
-		"client":    {func(o *Options) { o.Client = nil }, "client"},
-		"catalog":   {func(o *Options) { o.Catalog = nil }, "catalog"},
-		"log":       {func(o *Options) { o.Log = nil }, "log"},
-		"interval":  {func(o *Options) { o.PollInterval = 0 }, "poll interval"},
-		"backfill":  {func(o *Options) { o.Backfill = -time.Hour }, "backfill"},
-		"retention": {func(o *Options) { o.Retention, o.Backfill = time.Hour, 2*time.Hour }, "retention"},
-	} {
-		o := ok
-		tc.mod(&o)
-		if _, err := New(o); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%s: New = %v, want an error about %q", name, err, tc.want)
+		if got := approvalWaitIn(tc.jobs, Outcome{}); got != tc.want {
+			t.Errorf("%s: approvalWaitIn = %v, want %v", tc.name, got, tc.want)
 		}
 	}
 }

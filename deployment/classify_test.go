@@ -1,4 +1,4 @@
-package collector
+package deployment
 
 import (
 	"testing"
@@ -11,7 +11,7 @@ import (
 
 func TestClassifierTargets(t *testing.T) {
 	tag := "v1"
-	cls := classifier{config.Default()}
+	cls := Classifier{config.Default()}
 	for _, tc := range []struct {
 		name string
 		slug string

@@ -1,0 +1,384 @@
+package collector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/go-kit/log/level"
+
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/backstage"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/buildkite"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/config"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/store"
+)
+
+const (
+	// overlap is re-read before the watermark each cycle. The watermark is on Buildkite's clock
+	// (see nextWatermark), so the exporter's clock skew needs no margin; what the overlap covers
+	// is visibility lag: a build stamped finished_at = t that a listing does not show until some
+	// time after t (the finish is processed asynchronously after the last job reports). That lag
+	// is seconds; 2 minutes leaves a wide margin and costs 2 minutes of re-read builds a cycle: at
+	// 20,000 builds a day about 28, so a 30 s cycle's finished-builds listing stays one page up to
+	// about 57,000 builds a day (100 builds per 150 s). Builds re-opened by a job retry need no
+	// overlap: they finish again with a new finished_at, after the watermark. Re-read outcomes are
+	// recognised by their record key and not counted twice.
+	overlap = 2 * time.Minute
+	// perPage is the API's maximum page size.
+	perPage = buildkite.MaxPerPage
+)
+
+// openStates are the states of builds that have not finished; blocked (a filter-only state)
+// lists the builds waiting on a block step, which keep state passed in their JSON.
+var openStates = []string{
+	buildkite.StateCreating, buildkite.StateScheduled, buildkite.StateRunning,
+	buildkite.StateFailing, buildkite.StateCanceling, buildkite.StateBlocked,
+}
+
+// fetched is what the fetch step of one cycle read.
+type fetched struct {
+	finished, open []buildkite.Build
+	watermark      store.Watermark
+}
+
+// fetch lists what changed in org since wm: builds finished since the watermark (less the
+// overlap; the first start: the backfill window), the history of pipelines annotated since the
+// last cycle, builds not finished, and the jobs of the finished builds whose classification needs
+// them. It touches no collector state but the organization's planner, which only this cycle uses.
+func (c *Collector) fetch(ctx context.Context, org string, pipelines map[string]backstage.Component,
+	wm store.Watermark, seenBlocked map[string]bool, pl *planner, start time.Time,
+) (*fetched, error) {
+	backfilling := !wm.BackfillDone || wm.FinishedFrom.IsZero()
+	from := wm.FinishedFrom.Add(-overlap)
+	if backfilling {
+		from = start.Add(-c.backfill)
+		level.Info(c.logger).Log("msg", "Backfilling deployment history", "organization", org, "since", from)
+	}
+	slugs := sortedKeys(pipelines)
+	// Jobs carry the block steps' timing and the evidence of retried failures. In the steady
+	// state they are fetched only for the builds that need them (Classifier.NeedsJobs); the
+	// backfill, whose builds are history, lists them with their jobs instead, which costs bytes,
+	// not requests.
+	withJobs := c.cfg.ApprovalTiming == config.ApprovalTimingAll || backfilling
+	w := window{from: from, fresh: start.Sub(from).Seconds()}
+	if !backfilling {
+		w.fresh, w.newSince = pl.fresh(wm.FinishedFrom, start), wm.FinishedFrom
+	}
+	listFinished := func(withJobs bool) (*listing, error) {
+		return c.listBuilds(ctx, org, pipelines, slugs, queryFinished, pl, w, buildkite.ListBuildsOptions{
+			FinishedFrom:       from,
+			ExcludeJobs:        !withJobs,
+			IncludeRetriedJobs: withJobs,
+			ExcludePipeline:    true,
+		})
+	}
+	listed := time.Now()
+	lf, err := listFinished(withJobs)
+	if withJobs && errors.Is(err, buildkite.ErrBodyTooLarge) {
+		// Pipelines with hundreds of jobs per build can make a page of builds with their jobs
+		// larger than the response cap; the builds that need jobs get them one by one below.
+		level.Warn(c.logger).Log("msg", "Builds with their jobs exceed the response size cap; listing them without jobs and fetching jobs only where needed",
+			"organization", org, "err", err)
+		lf, err = listFinished(false)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listing builds finished since %s: %w", from.Format(time.RFC3339), err)
+	}
+	lf.started = listed
+	finished := lf.builds
+	newest := lf.newest
+	if !backfilling {
+		backfilled, err := c.backfillNewPipelines(ctx, org, slugs, wm.Pipelines, start)
+		if err != nil {
+			return nil, err
+		}
+		for i := range backfilled {
+			newest = latest(newest, backfilled[i].FinishedAt.Time)
+		}
+		finished = mergeBuilds(finished, backfilled)
+	}
+	old := wm.FinishedFrom
+	if backfilling {
+		old = time.Time{}
+	}
+	newWM := nextWatermark(old, newest, time.Since(listed), start, from)
+	pl.updateTails(lf, newWM)
+	// Open builds older than twice the approval age are abandoned: neither running nor awaiting
+	// approval in any sense the gauges report.
+	lo, err := c.listBuilds(ctx, org, pipelines, slugs, queryOpen, pl, window{fresh: 1}, buildkite.ListBuildsOptions{
+		States:          openStates,
+		CreatedFrom:     start.Add(-2 * c.cfg.AwaitingApprovalMaxAge.Std()),
+		ExcludeJobs:     true,
+		ExcludePipeline: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing unfinished builds: %w", err)
+	}
+	if err := c.fetchJobs(ctx, org, finished, seenBlocked); err != nil {
+		return nil, err
+	}
+	return &fetched{
+		finished:  finished,
+		open:      lo.builds,
+		watermark: store.Watermark{FinishedFrom: newWM, BackfillDone: true, Pipelines: slugs},
+	}, nil
+}
+
+// fetchJobs reads, with Get-a-build, the jobs (retried attempts included) of the finished builds
+// listed without them whose classification needs them.
+func (c *Collector) fetchJobs(ctx context.Context, org string, builds []buildkite.Build, seenBlocked map[string]bool) error {
+	for i := range builds {
+		b := &builds[i]
+		if !c.cls.NeedsJobs(b, seenBlocked[b.ID]) {
+			continue
+		}
+		slug := b.PipelineSlug()
+		full, err := c.client.GetBuild(ctx, org, slug, b.Number, buildkite.GetBuildOptions{ExcludePipeline: true, IncludeRetriedJobs: true})
+		switch {
+		case err == nil:
+			b.Jobs = full.Jobs
+			if b.Jobs == nil {
+				b.Jobs = []buildkite.Job{}
+			}
+		case errors.Is(err, buildkite.ErrNotFound), errors.Is(err, buildkite.ErrBodyTooLarge):
+			// Deleted, no longer visible, or too many jobs to read: count the outcome from the
+			// build alone (keyed by its finish time, without an approval wait).
+			level.Warn(c.logger).Log("msg", "Cannot read the jobs of a finished build; counting it without them", "organization", org,
+				"pipeline", slug, "build", b.Number, "err", err)
+		default:
+			return fmt.Errorf("fetching the jobs of build %s/%s#%d: %w", org, slug, b.Number, err)
+		}
+	}
+	return nil
+}
+
+// nextWatermark is how far a cycle has read, on Buildkite's clock: every build that finished
+// before it has been listed. newest is the newest finished_at the cycle read and took how long
+// its finished-builds listing ran. Pages read before a build finished do not show it, but it
+// finished after the listing began, which was no later than newest − took on Buildkite's clock
+// (newest was stamped before the listing ended); so newest − took is safe whatever the skew
+// between the clocks. It never moves backwards and stays when nothing was read (fallback, the
+// listing's finished_from, for a first cycle that read nothing).
+//
+// It is capped at the cycle's start on the exporter's clock. Buildkite never stamps a finish in
+// its future, so with the exporter's clock ahead of Buildkite's (the skew that used to lose
+// builds) the cap never applies; it does against timestamps in the future (test fixtures), and
+// with the exporter's clock behind Buildkite's by more than the gap to the newest finish, where
+// it makes the next cycle re-read that skew: more requests, never fewer builds.
+func nextWatermark(old, newest time.Time, took time.Duration, start, fallback time.Time) time.Time {
+	if newest.IsZero() {
+		if old.IsZero() {
+			return fallback
+		}
+		return old
+	}
+	wm := newest.Add(-took)
+	if wm.After(start) {
+		wm = start
+	}
+	return latest(old, wm)
+}
+
+func latest(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// backfillNewPipelines reads the history of the pipelines annotated since the last cycle (in
+// slugs, not in covered), one per-pipeline listing each, so that a component added to the catalog
+// gets the same history window as those there at the first start. Outcomes read twice are
+// stored once: records are keyed by build and finish time or attempt.
+func (c *Collector) backfillNewPipelines(ctx context.Context, org string, slugs, covered []string, start time.Time) ([]buildkite.Build, error) {
+	if covered == nil || c.backfill <= 0 {
+		return nil, nil
+	}
+	var out []buildkite.Build
+	for _, s := range slugs {
+		if _, ok := slices.BinarySearch(covered, s); ok {
+			continue
+		}
+		from := start.Add(-c.backfill)
+		level.Info(c.logger).Log("msg", "Backfilling a newly annotated pipeline", "organization", org, "pipeline", s, "since", from)
+		err := c.client.ListBuildsSliced(ctx, org, s, buildkite.ListBuildsOptions{
+			FinishedFrom:       from,
+			IncludeRetriedJobs: true,
+			ExcludePipeline:    true,
+		}, nil, func(b *buildkite.Build) { out = append(out, *b) })
+		if err != nil {
+			return nil, fmt.Errorf("backfilling newly annotated pipeline %s/%s: %w", org, s, err)
+		}
+	}
+	return out, nil
+}
+
+// mergeBuilds appends the builds of more that a are missing (by id).
+func mergeBuilds(a, more []buildkite.Build) []buildkite.Build {
+	if len(more) == 0 {
+		return a
+	}
+	seen := make(map[string]bool, len(a))
+	for i := range a {
+		seen[a[i].ID] = true
+	}
+	for _, b := range more {
+		if !seen[b.ID] {
+			seen[b.ID] = true
+			a = append(a, b)
+		}
+	}
+	return a
+}
+
+// listing is what one kind of query read.
+type listing struct {
+	builds  []buildkite.Build // of annotated pipelines; the others are dropped as pages arrive
+	newest  time.Time         // newest finished_at of every build read, annotated or not
+	orgWide bool
+	// orgFinished holds the finished_at (Unix ns) of every build an org-wide listing read, for
+	// the tail of the next cycle's estimate.
+	orgFinished []int64
+	started     time.Time // local, before the first request
+}
+
+func (l *listing) saw(b *buildkite.Build) {
+	if b.FinishedAt.After(l.newest) {
+		l.newest = b.FinishedAt.Time
+	}
+}
+
+// window describes what a query reads for the estimates: fresh is the seconds of new builds it
+// reads (1 for a level), and builds finished before newSince were read by an earlier cycle
+// (zero: every build is new).
+type window struct {
+	from     time.Time // finished_from of the listing; zero for a level
+	fresh    float64
+	newSince time.Time
+}
+
+func (w window) isNew(b *buildkite.Build) bool {
+	return w.newSince.IsZero() || !b.FinishedAt.Before(w.newSince)
+}
+
+// listBuilds runs one kind of query for the annotated pipelines of org, org-wide or per pipeline
+// as the planner chooses, and reports what it read to the planner. A probe (the planner's
+// choice when it has no org-wide estimate) reads one org-wide page first: if the page is not
+// full it is the whole listing; else the planner decides from it, and it is reused if the
+// org-wide listing wins.
+func (c *Collector) listBuilds(ctx context.Context, org string, pipelines map[string]backstage.Component, slugs []string,
+	kind string, pl *planner, w window, opts buildkite.ListBuildsOptions,
+) (*listing, error) {
+	now := time.Now()
+	l := &listing{started: now}
+	keep := func(b *buildkite.Build) bool {
+		l.saw(b)
+		if _, ok := pipelines[b.PipelineSlug()]; !ok {
+			return false
+		}
+		l.builds = append(l.builds, *b)
+		return true
+	}
+	p := pl.plan(kind, slugs, w.fresh, now)
+	strategy := ""
+	var probe []buildkite.Build
+	probeFull := false
+	if p.probe {
+		var err error
+		if probe, err = c.firstPage(ctx, org, opts); err != nil {
+			return nil, err
+		}
+		strategy = "probe, then "
+		if probeFull = len(probe) >= perPage; probeFull {
+			p = pl.decideAfterProbe(kind, probe, slugs, w.from, now)
+		} else {
+			p = plan{orgWide: true, orgPages: 1, pipePages: p.pipePages}
+		}
+	}
+	if p.orgWide {
+		strategy += "organization"
+	} else {
+		strategy += "pipelines"
+	}
+	level.Debug(c.logger).Log("msg", "Choosing builds query", "organization", org, "query", kind, "strategy", strategy,
+		"estimated_org_pages", p.orgPages, "estimated_pipeline_pages", p.pipePages, "pipelines", len(slugs))
+	if p.orgWide {
+		l.orgWide = true
+		total := 0
+		counts := map[string]int{}
+		visit := func(b *buildkite.Build) {
+			if w.isNew(b) {
+				total++
+			}
+			if !b.FinishedAt.IsZero() {
+				l.orgFinished = append(l.orgFinished, b.FinishedAt.UnixNano())
+			}
+			if keep(b) && w.isNew(b) {
+				counts[b.PipelineSlug()]++
+			}
+		}
+		o := opts
+		var seen map[string]time.Time
+		for i := range probe {
+			visit(&probe[i])
+		}
+		if probeFull {
+			// Continue below the probe page: builds of its last second may be read twice.
+			oldest := oldestCreated(probe).Truncate(time.Second)
+			o.CreatedTo = oldest.Add(time.Second)
+			seen = map[string]time.Time{}
+			for i := range probe {
+				if !probe[i].CreatedAt.Before(oldest) {
+					seen[probe[i].ID] = probe[i].CreatedAt.Time
+				}
+			}
+		}
+		if probe == nil || probeFull {
+			if err := c.client.ListBuildsSliced(ctx, org, "", o, seen, visit); err != nil {
+				return nil, err
+			}
+		}
+		pl.observeOrgWide(kind, total, counts, slugs, w.fresh, time.Now())
+		return l, nil
+	}
+	// The probe's builds are read again by the pipelines' listings; only its timestamps count.
+	for i := range probe {
+		l.saw(&probe[i])
+	}
+	for _, s := range slugs {
+		n := 0
+		err := c.client.ListBuildsSliced(ctx, org, s, opts, nil, func(b *buildkite.Build) {
+			if keep(b) && w.isNew(b) {
+				n++
+			}
+		})
+		if err != nil {
+			return nil, fmt.Errorf("pipeline %s/%s: %w", org, s, err)
+		}
+		pl.observePipeline(kind, s, n, w.fresh)
+	}
+	return l, nil
+}
+
+// firstPage reads the first page (of perPage builds) of an org-wide listing.
+func (c *Collector) firstPage(ctx context.Context, org string, opts buildkite.ListBuildsOptions) ([]buildkite.Build, error) {
+	opts.PerPage = perPage
+	var out []buildkite.Build
+	err := c.client.ListOrganizationBuilds(ctx, org, opts, func(page []buildkite.Build) error {
+		out = page
+		return buildkite.ErrStopPaging
+	})
+	return out, err
+}
+
+func oldestCreated(builds []buildkite.Build) time.Time {
+	var oldest time.Time
+	for i := range builds {
+		if oldest.IsZero() || builds[i].CreatedAt.Before(oldest) {
+			oldest = builds[i].CreatedAt.Time
+		}
+	}
+	return oldest
+}
