@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/alerts"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/backstage"
@@ -38,6 +39,9 @@ import (
 )
 
 const exporterName = "buildkite_deployments_exporter"
+
+// requiredScopes are the Buildkite token scopes the exporter needs, checked by serve and check.
+var requiredScopes = []string{buildkite.ScopeReadBuilds, buildkite.ScopeReadPipelines}
 
 // flags holds every command-line setting; secrets are never among them, only the files holding them.
 type flags struct {
@@ -195,7 +199,7 @@ func serve(f *flags, cfg *config.Config, logger log.Logger, slogger *slog.Logger
 		level.Error(logger).Log("msg", "Invalid Buildkite client settings", "err", err)
 		return 1
 	}
-	tokenCheck := buildkite.NewTokenChecker(client, []string{buildkite.ScopeReadBuilds, buildkite.ScopeReadPipelines}, log.With(logger, "component", "token"), reg)
+	tokenCheck := buildkite.NewTokenChecker(client, requiredScopes, log.With(logger, "component", "token"), reg)
 
 	var deployLog store.Log = store.NewMemory()
 	if f.storagePath != "" {
@@ -231,35 +235,36 @@ func serve(f *flags, cfg *config.Config, logger log.Logger, slogger *slog.Logger
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// SIGHUP is caught before any member starts: until then its default action ends the process.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	done := make(chan struct{}, 3)
-	collectorFailed := make(chan struct{})
-	go func() { catalog.Run(ctx); done <- struct{}{} }()
-	go func() { tokenCheck.Run(ctx); done <- struct{}{} }()
-	go func() {
+	// Every member runs until ctx ends; the first that fails (the collector, the HTTP server)
+	// cancels ctx for the others. Wait returns only once all have stopped, so the deferred close
+	// of the deployment log comes after the collector's last write.
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { catalog.Run(ctx); return nil })
+	g.Go(func() error { tokenCheck.Run(ctx); return nil })
+	g.Go(func() error {
 		// Poll only once the catalog has been read: a first cycle over the empty catalog would
 		// finish at once and make /-/ready claim a poll that never happened.
 		select {
 		case <-catalog.Loaded():
 		case <-ctx.Done():
-			done <- struct{}{}
-			return
+			return nil
 		}
 		if err := coll.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 			level.Error(logger).Log("msg", "Collector stopped", "err", err)
-			close(collectorFailed)
-			stop()
+			return err
 		}
-		done <- struct{}{}
-	}()
-	go func() {
+		return nil
+	})
+	g.Go(func() error {
 		for {
 			select {
 			case <-ctx.Done():
-				return
+				return nil
 			case <-hup:
 				level.Info(logger).Log("msg", "SIGHUP: re-reading the catalog")
 				if err := catalog.Refresh(ctx); err != nil {
@@ -267,7 +272,7 @@ func serve(f *flags, cfg *config.Config, logger log.Logger, slogger *slog.Logger
 				}
 			}
 		}
-	}()
+	})
 
 	srv := &http.Server{
 		Handler:           newMux(f, coll, reg, exporterReg, logger, func() bool { return tokenCheck.Ready() && coll.Ready() }),
@@ -276,32 +281,31 @@ func serve(f *flags, cfg *config.Config, logger log.Logger, slogger *slog.Logger
 		WriteTimeout:      2 * time.Minute,
 		IdleTimeout:       2 * time.Minute,
 	}
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- web.ListenAndServe(srv, f.toolkit, slogger) }()
-
-	code := 0
-	select {
-	case <-ctx.Done():
-		level.Info(logger).Log("msg", "Shutting down")
-	case err := <-serveErr:
+	g.Go(func() error {
+		err := web.ListenAndServe(srv, f.toolkit, slogger)
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil // Shutdown below
+		}
 		level.Error(logger).Log("msg", "HTTP server failed", "err", err)
-		code = 1
-		stop()
+		// An error even if err is nil: a server that stopped on its own must not leave the
+		// process running without /metrics.
+		return fmt.Errorf("HTTP server: %v", err)
+	})
+	g.Go(func() error {
+		<-ctx.Done()
+		level.Info(logger).Log("msg", "Shutting down")
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(shutdownCtx); err != nil {
+			level.Warn(logger).Log("msg", "HTTP shutdown incomplete", "err", err)
+		}
+		return nil
+	})
+	// The failing member has logged why; a signal is a clean stop.
+	if g.Wait() != nil {
+		return 1
 	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		level.Warn(logger).Log("msg", "HTTP shutdown incomplete", "err", err)
-	}
-	for range 3 {
-		<-done
-	}
-	select {
-	case <-collectorFailed:
-		code = 1
-	default:
-	}
-	return code
+	return 0
 }
 
 // newMux serves the metrics, health and readiness endpoints and the landing page. The deployment
@@ -342,24 +346,8 @@ func newMux(f *flags, coll *collector.Collector, reg, exporterReg *prometheus.Re
 	return mux
 }
 
-// rulesParams carries the configuration's objectives and thresholds into the rule templates.
-func rulesParams(cfg *config.Config, f *flags) alerts.Params {
-	p := alerts.DefaultParams()
-	p.RunbookURL = f.runbookURL
-	p.FailingFor = cfg.Alerts.FailingFor.Std()
-	p.SlowThreshold = cfg.Alerts.SlowThreshold.Std()
-	p.StuckAfter = cfg.Alerts.StuckAfter.Std()
-	p.AwaitingApprovalAfter = cfg.Alerts.AwaitingApprovalAfter.Std()
-	p.MinDeployments = cfg.Alerts.MinDeployments
-	p.PollingStaleAfter = cfg.Alerts.PollingStaleAfter.Std()
-	p.RateLimitLowRatio = cfg.Alerts.RateLimitLowRatio
-	p.DurationThreshold = cfg.SLOs.DurationThreshold.Std()
-	p.SLOWindow = cfg.SLOs.Window.Std()
-	return p
-}
-
 func printRules(cfg *config.Config, f *flags, logger log.Logger) int {
-	out, err := alerts.Render(rulesParams(cfg, f))
+	out, err := alerts.Render(alerts.ParamsFromConfig(cfg, f.runbookURL))
 	if err != nil {
 		level.Error(logger).Log("msg", "Cannot render the rules", "err", err)
 		return 1
@@ -408,15 +396,13 @@ func check(f *flags, cfg *config.Config, logger log.Logger) int {
 		client, err := buildkite.NewClient(buildkite.Config{BaseURL: f.apiURL, Token: token, RequestsPerMinute: f.requestsPerMinute,
 			UserAgent: version.ComponentUserAgent(exporterName), Logger: logger})
 		if err == nil {
-			var at *buildkite.AccessToken
-			if at, err = client.AccessToken(ctx); err == nil {
-				for _, scope := range []string{buildkite.ScopeReadBuilds, buildkite.ScopeReadPipelines} {
-					if !at.HasScope(scope) {
-						fmt.Printf("buildkite token: missing scope %s; create a token with read_builds and read_pipelines\n", scope)
-						problems++
-					}
+			var st buildkite.TokenStatus
+			if st, err = buildkite.NewTokenChecker(client, requiredScopes, nil, nil).CheckOnce(ctx); err == nil {
+				for _, scope := range st.Missing {
+					fmt.Printf("buildkite token: missing scope %s; create a token with read_builds and read_pipelines\n", scope)
+					problems++
 				}
-				fmt.Printf("buildkite token: scopes %v\n", at.Scopes)
+				fmt.Printf("buildkite token: scopes %v\n", st.Scopes)
 			}
 		}
 		if err != nil {

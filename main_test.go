@@ -30,12 +30,14 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"go.etcd.io/bbolt"
 
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/buildkite"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/buildkite/buildkitetest"
-	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/internal/fixture"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/config"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/internal/fixture"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/internal/testenv"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/store"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/exposition.prom from the binary's /metrics")
@@ -359,6 +361,29 @@ spec: {owner: team-x, type: service, lifecycle: production}
 	}
 }
 
+// check reports each missing scope on its own line, then the token's scopes.
+func TestCheckCommandMissingScope(t *testing.T) {
+	dir, apiURL := fixtureOrg(t, "read_pipelines")
+	out, err := exec.Command(binary, "check", "--catalog.file="+filepath.Join(dir, "catalog"), "--buildkite.api-url="+apiURL,
+		"--buildkite.token-file="+filepath.Join(dir, "token")).CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("check with a scope missing: want exit 1, got %v\n%s", err, out)
+	}
+	for _, want := range []string{
+		"buildkite token: missing scope read_builds; create a token with read_builds and read_pipelines\n",
+		"buildkite token: scopes [read_pipelines]\n",
+		"1 problem(s) found\n",
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("check output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(string(out), "missing scope read_pipelines") {
+		t.Errorf("check reports a scope the token has:\n%s", out)
+	}
+}
+
 func TestRulesCommand(t *testing.T) {
 	out, err := exec.Command(binary, "rules").Output()
 	if err != nil {
@@ -393,23 +418,74 @@ func TestRulesCommand(t *testing.T) {
 	}
 }
 
+// SIGTERM and SIGINT stop the exporter cleanly: status 0, within the shutdown timeout.
 func TestGracefulShutdown(t *testing.T) {
-	dir, apiURL := fixtureOrg(t)
-	e := startExporter(t, nil, fixtureArgs(dir, apiURL)...)
-	e.waitFor("/-/ready", 60*time.Second, func() bool { code, _ := e.get("/-/ready"); return code == 200 })
-	if err := e.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
+	for name, sig := range map[string]syscall.Signal{"SIGTERM": syscall.SIGTERM, "SIGINT": syscall.SIGINT} {
+		t.Run(name, func(t *testing.T) {
+			dir, apiURL := fixtureOrg(t)
+			e := startExporter(t, nil, fixtureArgs(dir, apiURL)...)
+			e.waitFor("/-/ready", 60*time.Second, func() bool { code, _ := e.get("/-/ready"); return code == 200 })
+			if err := e.cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.wait(15 * time.Second); err != nil {
+				t.Errorf("exit after %v: %v", sig, err)
+			}
+			if !strings.Contains(e.log(), "Shutting down") {
+				t.Errorf("no shutdown line in the log:\n%s", e.log())
+			}
+		})
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
+}
+
+// wait returns the exit error of the process, failing the test if it has not exited within d.
+func (e *exporter) wait(d time.Duration) error {
+	e.t.Helper()
 	select {
 	case err := <-e.exited:
 		e.exited <- err // for the cleanup
-		if err != nil {
-			t.Errorf("exit after SIGTERM: %v", err)
-		}
-	case <-ctx.Done():
-		t.Fatal("no exit within 15s of SIGTERM")
+		return err
+	case <-time.After(d):
+		e.t.Fatalf("no exit within %v", d)
+		return nil
+	}
+}
+
+// A deployment log the collector cannot read at start stops the whole process with status 1,
+// rather than leaving it serving /metrics without its history.
+func TestCollectorFailureExits1(t *testing.T) {
+	dir, apiURL := fixtureOrg(t)
+	data := filepath.Join(dir, "data")
+	db, err := store.OpenBolt(data, store.BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// A watermark that is not JSON (layout in store/README.md): the store opens, the collector's
+	// first read of it fails.
+	raw, err := bbolt.Open(filepath.Join(data, "deployments.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := raw.Update(func(tx *bbolt.Tx) error {
+		return tx.Bucket([]byte("watermarks")).Put([]byte(fixture.Org), []byte("not json"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := raw.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	e := startExporter(t, nil, fixtureArgs(dir, apiURL)...)
+	err = e.wait(30 * time.Second)
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Errorf("want exit status 1 after the collector failed, got %v", err)
+	}
+	if !strings.Contains(e.log(), "Collector stopped") || !strings.Contains(e.log(), "watermark") {
+		t.Errorf("the log does not say the collector stopped and why:\n%s", e.log())
 	}
 }
 

@@ -20,6 +20,8 @@ import (
 	"unicode"
 
 	"github.com/prometheus/common/model"
+
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/config"
 )
 
 //go:embed rules.yml.tmpl
@@ -102,6 +104,24 @@ func DefaultParams() Params {
 		RateLimitLowFor:        10 * time.Minute,
 		CatalogErrorsFor:       15 * time.Minute,
 	}
+}
+
+// ParamsFromConfig returns DefaultParams with the objectives and thresholds of cfg and the given
+// runbook URL. The parameters the configuration file does not have (the exporter selector, the
+// production environments, the exporter's own alerts) keep their defaults.
+func ParamsFromConfig(cfg *config.Config, runbookURL string) Params {
+	p := DefaultParams()
+	p.RunbookURL = runbookURL
+	p.FailingFor = cfg.Alerts.FailingFor.Std()
+	p.SlowThreshold = cfg.Alerts.SlowThreshold.Std()
+	p.StuckAfter = cfg.Alerts.StuckAfter.Std()
+	p.AwaitingApprovalAfter = cfg.Alerts.AwaitingApprovalAfter.Std()
+	p.MinDeployments = cfg.Alerts.MinDeployments
+	p.PollingStaleAfter = cfg.Alerts.PollingStaleAfter.Std()
+	p.RateLimitLowRatio = cfg.Alerts.RateLimitLowRatio
+	p.DurationThreshold = cfg.SLOs.DurationThreshold.Std()
+	p.SLOWindow = cfg.SLOs.Window.Std()
+	return p
 }
 
 // selectorRE is a comma-separated list of PromQL label matchers with double-quoted values.

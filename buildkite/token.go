@@ -121,9 +121,36 @@ func (t *TokenChecker) Run(ctx context.Context) {
 	}
 }
 
-// check runs one check and reports whether the token is fine.
-func (t *TokenChecker) check(ctx context.Context) bool {
+// TokenStatus is what one read of GET /v2/access-token says about the token.
+type TokenStatus struct {
+	UUID      string
+	Scopes    []string  // the token's scopes, as Buildkite lists them
+	Missing   []string  // the required scopes the token lacks, in the order they were required
+	ExpiresAt Timestamp // zero when the token never expires
+}
+
+// CheckOnce reads the token once and compares its scopes with the required ones. It neither logs
+// nor changes Ready, Missing or the gauges, so a one-shot caller (the check command) shares the
+// scope rules without the periodic checker's side effects. A token Buildkite rejects outright
+// is an error wrapping ErrUnauthorized, not a status.
+func (t *TokenChecker) CheckOnce(ctx context.Context) (TokenStatus, error) {
 	tok, err := t.c.AccessToken(ctx)
+	if err != nil {
+		return TokenStatus{}, err
+	}
+	st := TokenStatus{UUID: tok.UUID, Scopes: tok.Scopes, ExpiresAt: tok.ExpiresAt}
+	for _, s := range t.required {
+		if !tok.HasScope(s) {
+			st.Missing = append(st.Missing, s)
+		}
+	}
+	return st, nil
+}
+
+// check runs CheckOnce, records its verdict in the state and gauges, logs it, and reports whether
+// the token is fine.
+func (t *TokenChecker) check(ctx context.Context) bool {
+	st, err := t.CheckOnce(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
 			return false
@@ -136,28 +163,22 @@ func (t *TokenChecker) check(ctx context.Context) bool {
 		level.Error(t.logger).Log("msg", "Cannot check the Buildkite API token", "err", err)
 		return false
 	}
-	var missing []string
-	for _, s := range t.required {
-		if !tok.HasScope(s) {
-			missing = append(missing, s)
-		}
-	}
-	t.set(len(missing) == 0, missing)
-	if tok.ExpiresAt.IsZero() {
+	t.set(len(st.Missing) == 0, st.Missing)
+	if st.ExpiresAt.IsZero() {
 		t.expiryGauge.Reset()
 	} else {
-		t.expiryGauge.WithLabelValues().Set(float64(tok.ExpiresAt.Unix()))
+		t.expiryGauge.WithLabelValues().Set(float64(st.ExpiresAt.Unix()))
 	}
-	if len(missing) > 0 {
+	if len(st.Missing) > 0 {
 		level.Error(t.logger).Log("msg", "Buildkite API token lacks required scopes; edit the token at https://buildkite.com/user/api-access-tokens",
-			"missing_scopes", strings.Join(missing, ","), "scopes", strings.Join(tok.Scopes, ","), "token_uuid", tok.UUID)
+			"missing_scopes", strings.Join(st.Missing, ","), "scopes", strings.Join(st.Scopes, ","), "token_uuid", st.UUID)
 		return false
 	}
-	level.Info(t.logger).Log("msg", "Buildkite API token checked", "scopes", strings.Join(tok.Scopes, ","),
-		"token_uuid", tok.UUID, "expires_at", expiry(tok.ExpiresAt))
-	if !tok.ExpiresAt.IsZero() && time.Until(tok.ExpiresAt.Time) < tokenExpiryWarning {
+	level.Info(t.logger).Log("msg", "Buildkite API token checked", "scopes", strings.Join(st.Scopes, ","),
+		"token_uuid", st.UUID, "expires_at", expiry(st.ExpiresAt))
+	if !st.ExpiresAt.IsZero() && time.Until(st.ExpiresAt.Time) < tokenExpiryWarning {
 		level.Warn(t.logger).Log("msg", "Buildkite API token expires soon; create a new one before it does",
-			"expires_at", expiry(tok.ExpiresAt), "token_uuid", tok.UUID)
+			"expires_at", expiry(st.ExpiresAt), "token_uuid", st.UUID)
 	}
 	return true
 }
