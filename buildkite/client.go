@@ -18,6 +18,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-kit/log"
@@ -94,6 +95,9 @@ type Client struct {
 	maxRetries int
 	maxBody    int64
 	metrics    *clientMetrics
+	// maxPages is how deep ListBuildsSliced pages before it narrows its time window; lowered
+	// when the API refuses a shallower page than MaxPagesPerSlice, so later listings stop first.
+	maxPages atomic.Int32
 }
 
 // String and GoString keep the token out of fmt output: fmt would print the unexported field
@@ -136,6 +140,7 @@ func NewClient(cfg Config) (*Client, error) {
 		maxBody:    cfg.MaxBodyBytes,
 		metrics:    newClientMetrics(),
 	}
+	c.maxPages.Store(MaxPagesPerSlice)
 	if c.hc == nil {
 		c.hc = defaultHTTPClient()
 	}

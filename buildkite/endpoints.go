@@ -67,7 +67,7 @@ func (c *Client) ListPipelines(ctx context.Context, org string, visit func(page 
 		return err
 	}
 	r := c.newRequest(routePipelines, fmt.Sprintf("organization %q", org),
-		"organizations/"+url.PathEscape(org)+"/pipelines", "per_page="+strconv.Itoa(maxPerPage))
+		"organizations/"+url.PathEscape(org)+"/pipelines", "per_page="+strconv.Itoa(MaxPerPage))
 	return paginate(ctx, c, r, visit)
 }
 

@@ -8,9 +8,6 @@ import (
 	"time"
 )
 
-// maxPerPage is the API's largest page (reference §3).
-const maxPerPage = 100
-
 // query builds a query string in the exact shape the API documents: Rails arrays (state[]=a),
 // hashes (meta_data[k]=v), brackets written literally. Keys keep insertion order so that
 // requests are reproducible in logs and tests.
@@ -49,8 +46,8 @@ func (q *query) addTime(key string, t time.Time) {
 func (q *query) String() string { return q.b.String() }
 
 func perPage(n int) int {
-	if n <= 0 || n > maxPerPage {
-		return maxPerPage
+	if n <= 0 || n > MaxPerPage {
+		return MaxPerPage
 	}
 	return n
 }

@@ -73,6 +73,20 @@ const (
 	JobTypeTrigger = "trigger"
 )
 
+// Retry types of a job attempt (reference §5, §12): a person retried it, or a step's
+// automatic-retry rule did.
+const (
+	RetryTypeManual    = "manual"
+	RetryTypeAutomatic = "automatic"
+)
+
+// RetrySource is the attempt a retried job replaces. JSON null (the first attempt) decodes to a
+// nil *RetrySource, as null strings decode to "".
+type RetrySource struct {
+	JobID     string `json:"job_id"`
+	RetryType string `json:"retry_type"`
+}
+
 // User is a Buildkite user (creator, unblocker).
 type User struct {
 	ID        string    `json:"id,omitempty"`
@@ -117,7 +131,10 @@ type Job struct {
 	ExitStatus     *int            `json:"exit_status,omitempty"`
 	SoftFailed     bool            `json:"soft_failed,omitempty"`
 	Retried        bool            `json:"retried,omitempty"`
+	RetriedInJobID string          `json:"retried_in_job_id,omitempty"` // the attempt that replaced this one
 	RetriesCount   *int            `json:"retries_count,omitempty"`
+	RetryType      string          `json:"retry_type,omitempty"`   // RetryTypeManual, RetryTypeAutomatic or ""
+	RetrySource    *RetrySource    `json:"retry_source,omitempty"` // the attempt this one retried; nil for a first attempt
 	CreatedAt      Timestamp       `json:"created_at"`
 	ScheduledAt    Timestamp       `json:"scheduled_at"`
 	RunnableAt     Timestamp       `json:"runnable_at"`

@@ -13,6 +13,10 @@
 //     JSON keeps the state it had, e.g. "passed" with "blocked": true. So state=passed does not
 //     list blocked builds and state=finished does.
 //   - A 404 for a missing build says {"message":"No build found"}.
+//   - A build finished failed has failing_at (FinishBuild), and a hard job failure makes a running
+//     build failing (FinishJob); the reference defines failing_at but not when a build gets it.
+//   - A retry (RetryBuild, RetryJob) appends the new attempt to the jobs and sets retry_type and
+//     retry_source on it, retried and retried_in_job_id on the old one. Only script jobs retry.
 //
 // Use Transport for tests that run in a testing/synctest bubble: it serves requests in the
 // calling goroutine, so fake time advances while a client waits; Start serves over real HTTP.
@@ -430,6 +434,10 @@ func cloneJobs(jobs []buildkite.Job) []buildkite.Job {
 			t := *j.TriggeredBuild
 			j.TriggeredBuild = &t
 		}
+		if j.RetrySource != nil {
+			s := *j.RetrySource
+			j.RetrySource = &s
+		}
 		out[i] = j
 	}
 	return out
@@ -498,6 +506,11 @@ var terminalStates = map[string]bool{
 
 // FinishBuild moves a build to a terminal state (passed, failed, canceled, skipped, not_run) at
 // time at: finished_at is set, blocked cleared; started_at is set to at if the build never started.
+//
+// A build finished failed gets failing_at = at when it has none. That is an inference: the API
+// documents failing_at only as "when the build first entered failing (hard failure before
+// finishing); never cleared even if a retry passes" (reference §4), and we assume a build that
+// finished failed went through that hard failure. A failing_at already set is kept.
 func (f *Fake) FinishBuild(orgSlug, pipeline string, number int, state string, at time.Time) error {
 	if !terminalStates[state] {
 		return fmt.Errorf("buildkitetest: FinishBuild state %q is not terminal (passed, failed, canceled, skipped, not_run)", state)
@@ -515,13 +528,16 @@ func (f *Fake) FinishBuild(orgSlug, pipeline string, number int, state string, a
 	if b.StartedAt.IsZero() {
 		b.StartedAt = b.FinishedAt
 	}
+	if state == buildkite.StateFailed && b.FailingAt.IsZero() {
+		b.FailingAt = b.FinishedAt
+	}
 	f.replaceLocked(r, b)
 	return nil
 }
 
 // RetryBuild re-opens a finished build as retrying a failed job does (reference §4.2): the build
 // goes back to running with finished_at null (failing_at is kept), and the last failed (else last)
-// script job is marked retried:true and followed by a new scheduled attempt of the same step.
+// script job is retried manually, as RetryJob does.
 func (f *Fake) RetryBuild(orgSlug, pipeline string, number int) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -546,25 +562,129 @@ func (f *Fake) RetryBuild(orgSlug, pipeline string, number int) error {
 		}
 	}
 	if retry >= 0 {
-		old := &b.Jobs[retry]
-		old.Retried = true
-		n := 1
-		if old.RetriesCount != nil {
-			n = *old.RetriesCount + 1
+		f.retryLocked(r, &b, retry, buildkite.RetryTypeManual)
+	}
+	f.replaceLocked(r, b)
+	return nil
+}
+
+// finishedJobStates are the terminal job states of reference §5.1 that RetryJob retries from;
+// which states the API allows a retry from is not documented.
+var finishedJobStates = map[string]bool{
+	buildkite.StatePassed: true, buildkite.StateFailed: true, buildkite.StateCanceled: true,
+	"timed_out": true, "expired": true,
+}
+
+// RetryJob retries one finished script job of a build, manually or automatically (retryType
+// buildkite.RetryTypeManual or buildkite.RetryTypeAutomatic). The old attempt gets retried:true
+// and retried_in_job_id; the new one is scheduled now (the fake's clock) with retry_source,
+// retry_type and retries_count one more than the old one's. A running or failing build stays as it
+// is; a finished build goes back to running with finished_at null, as RetryBuild does.
+func (f *Fake) RetryJob(orgSlug, pipeline string, number int, jobID, retryType string) error {
+	if retryType != buildkite.RetryTypeManual && retryType != buildkite.RetryTypeAutomatic {
+		return fmt.Errorf("buildkitetest: retry type %q is neither %q nor %q", retryType, buildkite.RetryTypeManual, buildkite.RetryTypeAutomatic)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r, err := f.buildLocked(orgSlug, pipeline, number)
+	if err != nil {
+		return err
+	}
+	b := r.b
+	i := slices.IndexFunc(b.Jobs, func(j buildkite.Job) bool { return j.ID == jobID })
+	switch {
+	case i < 0:
+		return fmt.Errorf("buildkitetest: build %s/%s#%d has no job %q", orgSlug, pipeline, number, jobID)
+	case b.Jobs[i].Type != buildkite.JobTypeScript:
+		return fmt.Errorf("buildkitetest: job %q is a %s job; only script jobs are retried", jobID, b.Jobs[i].Type)
+	case b.Jobs[i].Retried:
+		return fmt.Errorf("buildkitetest: job %q was retried already, in job %q", jobID, b.Jobs[i].RetriedInJobID)
+	case !finishedJobStates[b.Jobs[i].State]:
+		return fmt.Errorf("buildkitetest: job %q is %s; only a finished job can be retried", jobID, b.Jobs[i].State)
+	}
+	switch s := r.filterState(); {
+	case s == buildkite.StateRunning || s == buildkite.StateFailing:
+	case terminalStates[s]:
+		b.State = buildkite.StateRunning
+		b.FinishedAt = buildkite.Timestamp{}
+	default:
+		return fmt.Errorf("buildkitetest: build %s/%s#%d is %s; jobs are retried in running, failing or finished builds", orgSlug, pipeline, number, s)
+	}
+	b.Jobs = cloneJobs(b.Jobs)
+	f.retryLocked(r, &b, i, retryType)
+	f.replaceLocked(r, b)
+	return nil
+}
+
+// retryLocked marks job i of b (a copy of r's build, jobs cloned) retried and appends its new
+// attempt, linked both ways.
+func (f *Fake) retryLocked(r *buildRec, b *buildkite.Build, i int, retryType string) {
+	old := b.Jobs[i]
+	n := 1
+	if old.RetriesCount != nil {
+		n = *old.RetriesCount + 1
+	}
+	now := buildkite.Timestamp{Time: f.now().UTC()}
+	next := buildkite.Job{
+		ID:           jobID(r.seq, len(b.Jobs)),
+		Type:         old.Type,
+		Name:         old.Name,
+		Label:        old.Label,
+		StepKey:      old.StepKey,
+		State:        buildkite.StateScheduled,
+		RetriesCount: &n,
+		RetryType:    retryType,
+		RetrySource:  &buildkite.RetrySource{JobID: old.ID, RetryType: retryType},
+		CreatedAt:    now,
+		ScheduledAt:  now,
+		RunnableAt:   now,
+	}
+	b.Jobs[i].Retried = true
+	b.Jobs[i].RetriedInJobID = next.ID
+	b.Jobs = append(b.Jobs, next)
+}
+
+// jobStates are the REST job states (reference §5.1), and "finished", which the fake renders for
+// waiters as passed.
+var jobStates = map[string]bool{
+	"pending": true, "waiting": true, "waiting_failed": true, "blocked": true, "blocked_failed": true,
+	"unblocked": true, "unblocked_failed": true, "scheduled": true, "assigned": true, "accepted": true,
+	"running": true, "passed": true, "failed": true, "timed_out": true, "timing_out": true, "canceled": true,
+	"canceling": true, "skipped": true, "broken": true, "expired": true, "limited": true, "finished": true,
+}
+
+// FinishJob sets a job's state, started_at and finished_at (a zero time renders null), for tests
+// that script job timelines. A job set failed (and not soft-failed) in a running build is a hard
+// failure before the build finishes: the build becomes failing, with failing_at = finished (the
+// fake's clock when finished is zero) unless it has one.
+func (f *Fake) FinishJob(orgSlug, pipeline string, number int, jobID, state string, started, finished time.Time) error {
+	if !jobStates[state] {
+		return fmt.Errorf("buildkitetest: %q is not a job state", state)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r, err := f.buildLocked(orgSlug, pipeline, number)
+	if err != nil {
+		return err
+	}
+	b := r.b
+	i := slices.IndexFunc(b.Jobs, func(j buildkite.Job) bool { return j.ID == jobID })
+	if i < 0 {
+		return fmt.Errorf("buildkitetest: build %s/%s#%d has no job %q", orgSlug, pipeline, number, jobID)
+	}
+	b.Jobs = cloneJobs(b.Jobs)
+	j := &b.Jobs[i]
+	j.State = state
+	j.StartedAt = buildkite.Timestamp{Time: started.UTC()}
+	j.FinishedAt = buildkite.Timestamp{Time: finished.UTC()}
+	if s := r.filterState(); state == buildkite.StateFailed && !j.SoftFailed && (s == buildkite.StateRunning || s == buildkite.StateFailing) {
+		b.State = buildkite.StateFailing
+		if b.FailingAt.IsZero() {
+			b.FailingAt = j.FinishedAt
+			if b.FailingAt.IsZero() {
+				b.FailingAt = buildkite.Timestamp{Time: f.now().UTC()}
+			}
 		}
-		now := buildkite.Timestamp{Time: f.now().UTC()}
-		b.Jobs = append(b.Jobs, buildkite.Job{
-			ID:           jobID(r.seq, len(b.Jobs)),
-			Type:         buildkite.JobTypeScript,
-			Name:         old.Name,
-			Label:        old.Label,
-			StepKey:      old.StepKey,
-			State:        buildkite.StateScheduled,
-			RetriesCount: &n,
-			CreatedAt:    now,
-			ScheduledAt:  now,
-			RunnableAt:   now,
-		})
 	}
 	f.replaceLocked(r, b)
 	return nil

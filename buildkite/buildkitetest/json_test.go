@@ -114,7 +114,7 @@ func TestFieldNames(t *testing.T) {
 	common := []string{"id", "graphql_id", "type", "state", "step_key"}
 	hasAll(t, "script job", byType["script"], append(common, "name", "build_url", "web_url", "log_url", "raw_log_url",
 		"artifacts_url", "command", "soft_failed", "exit_status", "agent", "agent_query_rules", "created_at", "scheduled_at",
-		"runnable_at", "started_at", "finished_at", "retried", "retries_count"))
+		"runnable_at", "started_at", "finished_at", "retried", "retried_in_job_id", "retries_count", "retry_type", "retry_source"))
 	hasAll(t, "waiter job", byType["waiter"], common)
 	hasAll(t, "manual job", byType["manual"], append(common, "label", "unblocked_by", "unblocked_at", "unblockable", "runnable_at", "unblock_url"))
 	hasAll(t, "trigger job", byType["trigger"], append(common, "name", "triggered_build", "async"))

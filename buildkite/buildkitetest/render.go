@@ -269,14 +269,18 @@ func renderJob(j buildkite.Job, buildURL, buildWebURL string) map[string]any {
 		m["finished_at"] = ts(j.FinishedAt.Time)
 		m["expired_at"] = nil
 		m["retried"] = j.Retried
-		m["retried_in_job_id"] = nil
+		m["retried_in_job_id"] = nullable(j.RetriedInJobID)
 		var retries any
 		if j.RetriesCount != nil {
 			retries = *j.RetriesCount
 		}
 		m["retries_count"] = retries
-		m["retry_type"] = nil
-		m["retry_source"] = nil
+		m["retry_type"] = nullable(j.RetryType)
+		var source any
+		if s := j.RetrySource; s != nil {
+			source = map[string]any{"job_id": s.JobID, "retry_type": s.RetryType}
+		}
+		m["retry_source"] = source
 		m["parallel_group_index"] = nil
 		m["parallel_group_total"] = nil
 	}
