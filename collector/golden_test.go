@@ -13,8 +13,9 @@ import (
 	"github.com/prometheus/common/expfmt"
 
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/buildkite/buildkitetest"
-	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/internal/fixture"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/config"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/exposition"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/internal/fixture"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/fixture.prom")
@@ -36,7 +37,7 @@ func startFixture(t *testing.T) *harness {
 func TestFixtureGolden(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := startFixture(t)
-		mfs, err := h.reg.Gather()
+		mfs, err := h.gatherer().Gather()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -59,13 +60,18 @@ func TestFixtureGolden(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%v (run go test ./collector -run TestFixtureGolden -update to create it)", err)
 		}
-		if err := testutil.CollectAndCompare(h.c, bytes.NewReader(want)); err != nil {
+		if err := testutil.GatherAndCompare(h.gatherer(), bytes.NewReader(want)); err != nil {
 			t.Errorf("exposition differs from %s (rerun with -update if the change is intended):\n%v", goldenFile, err)
 		}
-		problems, err := testutil.CollectAndLint(h.c)
+		problems, err := testutil.CollectAndLint(exposition.NewCollector(h.c.Snapshot()))
 		if err != nil {
 			t.Fatal(err)
 		}
+		more, err := testutil.CollectAndLint(h.c.HealthCollector())
+		if err != nil {
+			t.Fatal(err)
+		}
+		problems = append(problems, more...)
 		for _, p := range problems {
 			t.Errorf("lint: %s: %s", p.Metric, p.Text)
 		}

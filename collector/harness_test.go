@@ -20,6 +20,7 @@ import (
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/buildkite"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/buildkite/buildkitetest"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/config"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/exposition"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/internal/secret"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/store"
 )
@@ -97,7 +98,6 @@ func start(t *testing.T, f *buildkitetest.Fake, comps []backstage.Component, opt
 		PollInterval: testInterval,
 		Backfill:     30 * 24 * time.Hour,
 		Logger:       log.NewNopLogger(),
-		Registerer:   h.reg,
 	}
 	for _, opt := range opts {
 		opt(&o)
@@ -108,6 +108,7 @@ func start(t *testing.T, f *buildkitetest.Fake, comps []backstage.Component, opt
 		t.Fatal(err)
 	}
 	h.c = c
+	h.reg.MustRegister(c.HealthCollector())
 	ctx, cancel := context.WithCancel(t.Context())
 	h.cancel = cancel
 	go func() { h.done <- c.Run(ctx) }()
@@ -136,11 +137,17 @@ func (h *harness) stop() {
 	}
 }
 
-// metrics gathers the registry into "name{label=value,...}" → value; histograms appear as
-// name_count and name_sum, buckets as name_bucket{...,le=...}.
+// gatherer is what /metrics serves: the health collector's registry and the latest snapshot's
+// deployment families.
+func (h *harness) gatherer() prometheus.Gatherer {
+	return prometheus.Gatherers{h.reg, exposition.NewGatherer(h.c.Snapshot())}
+}
+
+// metrics gathers what /metrics serves into "name{label=value,...}" → value; histograms appear
+// as name_count and name_sum, buckets as name_bucket{...,le=...}.
 func (h *harness) metrics() map[string]float64 {
 	h.t.Helper()
-	return gather(h.t, h.reg)
+	return gather(h.t, h.gatherer())
 }
 
 func gather(t testing.TB, g prometheus.Gatherer) map[string]float64 {
