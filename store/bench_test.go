@@ -1,10 +1,15 @@
 package store
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/metrics"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -204,4 +209,158 @@ func TestSizePer1000(t *testing.T) {
 	if per1000 < 100_000 {
 		t.Errorf("%d bytes per 1,000 deployments: too small to be holding the records", per1000)
 	}
+}
+
+// migrateRecord is record i of a realistic format-1 log with retries: in every 20 records, one
+// build failed and then passed, one failed twice and then passed, and 15 builds finished once
+// (13 passed, 2 canceled), so 15% of the records are failures.
+func migrateRecord(i int) Record {
+	r := benchRecord(i)
+	group, slot := i/20, i%20
+	switch {
+	case slot < 2:
+		r.BuildID = fmt.Sprintf("0190a1b2-c3d4-7e5f-9a9b-%012x", 2*group)
+		r.State = [...]string{"failed", "passed"}[slot]
+	case slot < 5:
+		r.BuildID = fmt.Sprintf("0190a1b2-c3d4-7e5f-9a9b-%012x", 2*group+1)
+		r.State = [...]string{"failed", "failed", "passed"}[slot-2]
+	case slot == 9 || slot == 17:
+		r.State = "canceled"
+	default:
+		r.State = "passed"
+	}
+	if slot < 5 { // the outcomes of one build deploy to one environment
+		r.Environment = [...]string{"production", "staging", "development"}[group%3]
+	}
+	r.Key = Key(r.BuildID, r.FinishedAt, r.Environment)
+	return r
+}
+
+// migrateStores are the format-1 stores BenchmarkMigrate builds, by size, once per test binary.
+var migrateStores sync.Map // int → *migrateStore
+
+type migrateStore struct {
+	once sync.Once
+	dir  string
+	err  error
+}
+
+// BenchmarkMigrate opens a format-1 store of migrateRecord records, which migrates it to
+// format 2: 40,000 records (the default retention at 100 deployments a day) and 1,000,000.
+// Each iteration migrates a fresh copy; the copy is not timed. peak-heap-MB is the most heap
+// the process had in use during the open, sampled every millisecond.
+func BenchmarkMigrate(b *testing.B) {
+	for _, n := range []int{40_000, 1_000_000} {
+		b.Run(fmt.Sprintf("records=%d", n), func(b *testing.B) { benchmarkMigrate(b, n) })
+	}
+}
+
+func benchmarkMigrate(b *testing.B, n int) {
+	v, _ := migrateStores.LoadOrStore(n, new(migrateStore))
+	ms := v.(*migrateStore)
+	ms.once.Do(func() {
+		ms.dir = benchDir(b)
+		st, err := OpenBolt(ms.dir, BoltOptions{Logger: log.NewNopLogger()})
+		if err != nil {
+			ms.err = err
+			return
+		}
+		for i := 0; i < n && ms.err == nil; i += 10_000 {
+			batch := Batch{Records: make([]Record, 0, 10_000)}
+			for j := i; j < min(n, i+10_000); j++ {
+				batch.Records = append(batch.Records, migrateRecord(j))
+			}
+			_, ms.err = st.Append(batch)
+		}
+		if err := st.Close(); err != nil && ms.err == nil {
+			ms.err = err
+		}
+		if ms.err == nil {
+			setFormat(b, ms.dir, 1)
+		}
+	})
+	if ms.err != nil {
+		b.Fatal(ms.err)
+	}
+	src := filepath.Join(ms.dir, DBFileName)
+	want := fmt.Sprintf("records=%d failed=%d rekeyed=%d ", n, n*3/20, n*3/20)
+	var before, after int64
+	var peak uint64
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		dir := benchDir(b)
+		before = copyFile(b, src, filepath.Join(dir, DBFileName))
+		runtime.GC()
+		stop := sampleHeap(&peak)
+		b.StartTimer()
+
+		var logged bytes.Buffer
+		st, err := OpenBolt(dir, BoltOptions{Logger: log.NewLogfmtLogger(&logged)})
+		if err != nil {
+			b.Fatal(err)
+		}
+
+		b.StopTimer()
+		stop()
+		if !strings.Contains(logged.String(), want) {
+			b.Fatalf("migration logged %q, want %q", logged.String(), want)
+		}
+		if err := st.Close(); err != nil {
+			b.Fatal(err)
+		}
+		fi, err := os.Stat(filepath.Join(dir, DBFileName))
+		if err != nil {
+			b.Fatal(err)
+		}
+		after = fi.Size()
+		_ = os.RemoveAll(dir)
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MB")
+	b.ReportMetric(float64(before)/1e6, "file-MB-before")
+	b.ReportMetric(float64(after)/1e6, "file-MB-after")
+}
+
+// sampleHeap records in *peak the most heap in use (live and not yet swept objects) until the
+// returned function is called.
+func sampleHeap(peak *uint64) (stop func()) {
+	done, finished := make(chan struct{}), make(chan struct{})
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(time.Millisecond)
+		defer t.Stop()
+		for {
+			metrics.Read(s)
+			*peak = max(*peak, s[0].Value.Uint64())
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
+}
+
+func copyFile(tb testing.TB, src, dst string) int64 {
+	tb.Helper()
+	in, err := os.Open(src)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o600)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	n, err := io.Copy(out, in)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	return n
 }

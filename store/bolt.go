@@ -25,8 +25,10 @@ import (
 const DBFileName = "deployments.db"
 
 // storeFormat is the layout version kept in the meta bucket (see README.md). A binary refuses a
-// store with a newer format instead of misreading it.
-const storeFormat = 1
+// store with a newer format instead of misreading it, and migrates an older one when it opens
+// it. Format 2 keys failed outcomes by attempt (AttemptKey); format 1 keyed every outcome by
+// finish time.
+const storeFormat = 2
 
 var (
 	bucketMeta       = []byte("meta")       // "format" → storeFormat; "base" → compacted summary
@@ -53,6 +55,10 @@ type BoltOptions struct {
 	// MaxSize caps the database file in bytes; when a write would grow it further, Append fails
 	// like on a full disk and nothing of the batch is stored. Zero means no cap.
 	MaxSize int
+
+	// migrateHook, set by tests, runs halfway through a format migration, inside its
+	// transaction; an error aborts the migration, as a crash there would.
+	migrateHook func() error
 }
 
 // Bolt is the durable Log: a bbolt database under the storage path. Every Append is one
@@ -162,7 +168,7 @@ func OpenBolt(dir string, opts BoltOptions) (*Bolt, error) {
 		// The flock is the lock; the file only names its holder, so this is not fatal.
 		level.Warn(logger).Log("msg", "Cannot record this process as the holder of the storage path", "path", dir, "err", err)
 	}
-	if err := b.init(); err != nil {
+	if err := b.init(opts.migrateHook); err != nil {
 		_ = b.Close()
 		return nil, err
 	}
@@ -174,13 +180,15 @@ func OpenBolt(dir string, opts BoltOptions) (*Bolt, error) {
 	return b, nil
 }
 
-// init checks what a damaged file can hide from bbolt.Open, and creates the buckets.
-func (b *Bolt) init() error {
+// init checks what a damaged file can hide from bbolt.Open, creates the buckets and migrates
+// an older format.
+func (b *Bolt) init(migrateHook func() error) error {
 	fi, err := os.Stat(b.path)
 	if err != nil {
 		return fmt.Errorf("cannot stat deployment log %s: %w", b.path, err)
 	}
 	allBuckets := [][]byte{bucketMeta, bucketRecords, bucketKeys, bucketWatermarks, bucketCommits}
+	var format byte // of the file as found; 0 for a new one
 	err = guard(b.path, func() error {
 		complete := true
 		// bbolt maps the file and trusts its meta page; if the file is shorter than the meta
@@ -190,9 +198,11 @@ func (b *Bolt) init() error {
 				return &CorruptError{Path: b.path, Err: fmt.Errorf("file is truncated: it has %d bytes, its metadata needs %d", fi.Size(), tx.Size())}
 			}
 			if m := tx.Bucket(bucketMeta); m != nil {
-				if f := m.Get(keyFormat); len(f) != 1 || f[0] > storeFormat || f[0] == 0 {
+				f := m.Get(keyFormat)
+				if len(f) != 1 || f[0] > storeFormat || f[0] == 0 {
 					return &CorruptError{Path: b.path, Err: fmt.Errorf("unknown store format %v (this binary reads format %d; was it written by a newer version?)", f, storeFormat)}
 				}
+				format = f[0]
 				for _, name := range allBuckets {
 					complete = complete && tx.Bucket(name) != nil
 				}
@@ -208,7 +218,7 @@ func (b *Bolt) init() error {
 			return err
 		}
 		if complete {
-			return nil // nothing to write: opening never changes an existing store
+			return nil // nothing to write here; only a migration changes an existing store
 		}
 		return b.db.Update(func(tx *bolt.Tx) error {
 			for _, name := range allBuckets {
@@ -225,6 +235,10 @@ func (b *Bolt) init() error {
 	})
 	if err != nil && !errors.As(err, new(*CorruptError)) {
 		return b.writeError("initialise", err)
+	}
+	if err == nil && format != 0 && format < storeFormat {
+		// Format 1 is the only older one. A new file got storeFormat above.
+		err = guard(b.path, func() error { return b.migrateFormat1(migrateHook) })
 	}
 	return err
 }

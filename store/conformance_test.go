@@ -120,6 +120,37 @@ func testConformance(t *testing.T, open func(*testing.T) Log) {
 		}
 	})
 
+	t.Run("AttemptKeysDedup", func(t *testing.T) {
+		l := open(t)
+		failed := func(attempt int, finished time.Time, env string) Record {
+			r := rec("f1", finished, env)
+			r.State = "failed"
+			r.Key = AttemptKey("f1", attempt, env)
+			return r
+		}
+		first := failed(0, t0, "production")
+		retried := failed(1, t0.Add(time.Hour), "production")
+		staging := failed(0, t0, "staging")
+		passed := rec("f1", t0.Add(2*time.Hour), "production")
+		if got := mustAppend(t, l, Batch{Records: []Record{first, retried, staging, passed}}); len(got) != 4 {
+			t.Errorf("attempts 0 and 1, another environment and a pass: Append returned %d records, want 4", len(got))
+		}
+		// Read again after a retry overwrote finished_at: the attempt keys are the same.
+		again := failed(0, t0.Add(2*time.Hour), "production")
+		if got := mustAppend(t, l, Batch{Records: []Record{again, retried, staging}}); len(got) != 0 {
+			t.Errorf("Append of stored attempts returned %v", got)
+		}
+		// An attempt key and a finish-time key are different keys, even for the same outcome.
+		byTime := rec("f1", t0, "production")
+		byTime.State = "failed"
+		if got := mustAppend(t, l, Batch{Records: []Record{byTime}}); len(got) != 1 {
+			t.Errorf("Append of a failure keyed by finish time returned %v, want it new", got)
+		}
+		if diff := cmp.Diff([]Record{first, retried, staging, passed, byTime}, replayAll(t, l)); diff != "" {
+			t.Errorf("Replay (-want +got):\n%s", diff)
+		}
+	})
+
 	t.Run("EmptyBatch", func(t *testing.T) {
 		l := open(t)
 		if got := mustAppend(t, l, Batch{}); len(got) != 0 {
@@ -303,6 +334,10 @@ func TestBoltMatchesMemory(t *testing.T) {
 					continue
 				}
 				r := rec(fmt.Sprintf("%c%d", 'a'+rng.IntN(3), len(all)), t0.Add(time.Duration(rng.IntN(1000))*time.Hour), envs[rng.IntN(2)])
+				if rng.IntN(3) == 0 { // a failure, keyed by attempt as the collector does
+					r.State = "failed"
+					r.Key = AttemptKey(r.BuildID, rng.IntN(3), r.Environment)
+				}
 				all = append(all, r)
 				b.Records = append(b.Records, r)
 			}

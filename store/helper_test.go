@@ -38,6 +38,8 @@ func runHelper(mode, dir string) int {
 		return helperIngest(dir)
 	case "open":
 		return helperOpen(dir)
+	case "migrate-hang":
+		return helperMigrateHang(dir)
 	}
 	fmt.Fprintf(os.Stderr, "unknown %s=%q\n", helperEnv, mode)
 	return 2

@@ -6,6 +6,7 @@ package store
 
 import (
 	"errors"
+	"strconv"
 	"time"
 )
 
@@ -14,7 +15,11 @@ import (
 // outcome (each has its own FinishedAt); a build deploying to two environments yields one each.
 type Record struct {
 	// Key identifies the outcome; Append ignores a record whose key is already stored, which
-	// makes re-reading the poll overlap harmless. See Key.
+	// makes re-reading the poll overlap harmless. Two kinds: AttemptKey
+	// ("<build id>@attempt:<n>#<environment>") for a failed outcome whose build's jobs were read,
+	// and Key ("<build id>@<finished_at RFC3339Nano>#<environment>") for the others. A failure
+	// needs the first because a later retry overwrites the build's finished_at: an exporter
+	// started after the retry can only count attempts, and must arrive at the same key.
 	Key          string    `json:"key"`
 	Organization string    `json:"organization"`
 	Pipeline     string    `json:"pipeline"` // "<org>/<pipeline>", as in the annotation
@@ -38,6 +43,15 @@ type Record struct {
 // Key builds a record key from the build id, the outcome's finish time and the environment.
 func Key(buildID string, finishedAt time.Time, environment string) string {
 	return buildID + "@" + finishedAt.UTC().Format(time.RFC3339Nano) + "#" + environment
+}
+
+// AttemptKey keys a failed outcome by its build and attempt ordinal (0 for the build's first
+// terminal outcome, n after n retries made once the build had finished), so that it does not
+// depend on a finished_at a later retry overwrites. Passed and canceled outcomes, and failed ones
+// whose jobs could not be read, use Key. The two kinds never collide: a formatted time does not
+// start with "attempt:".
+func AttemptKey(buildID string, attempt int, environment string) string {
+	return buildID + "@attempt:" + strconv.Itoa(attempt) + "#" + environment
 }
 
 // Watermark is how far the poller has read an organization.
