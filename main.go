@@ -33,6 +33,7 @@ import (
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/collector"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/config"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/dashboards"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/exposition"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/internal/logging"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/internal/secret"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/store"
@@ -214,6 +215,9 @@ func serve(f *flags, cfg *config.Config, logger log.Logger, slogger *slog.Logger
 	}
 	defer deployLog.Close()
 
+	// The deployment series are encoded once per snapshot and format, by the poller when it
+	// publishes (Warm), not at every scrape: with 1,000 components they are over 150,000 lines.
+	bodies := exposition.NewBodies(exposition.BodiesOpts{})
 	coll, err := collector.New(collector.Options{
 		Client:       client,
 		Catalog:      func() []backstage.Component { return catalog.Snapshot().Components },
@@ -223,15 +227,13 @@ func serve(f *flags, cfg *config.Config, logger log.Logger, slogger *slog.Logger
 		Backfill:     time.Duration(f.backfill),
 		Retention:    time.Duration(f.retention),
 		Logger:       log.With(logger, "component", "collector"),
-		// Not registered: the collector serves its series through its own cached handler below,
-		// and keeps them only encoded.
-		EncodedOnly: true,
+		OnPublish:    bodies.Warm,
 	})
 	if err != nil {
 		level.Error(logger).Log("msg", "Cannot set up the collector", "err", err)
 		return 1
 	}
-	reg.MustRegister(collector.NewCatalogCollector(catalog.Snapshot))
+	reg.MustRegister(collector.NewCatalogCollector(catalog.Snapshot), coll.HealthCollector())
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -275,7 +277,7 @@ func serve(f *flags, cfg *config.Config, logger log.Logger, slogger *slog.Logger
 	})
 
 	srv := &http.Server{
-		Handler:           newMux(f, coll, reg, exporterReg, logger, func() bool { return tokenCheck.Ready() && coll.Ready() }),
+		Handler:           newMux(f, coll, bodies, prometheus.Gatherers{exporterReg, reg}, exporterReg, logger, func() bool { return tokenCheck.Ready() && coll.Ready() }),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      2 * time.Minute,
@@ -308,14 +310,15 @@ func serve(f *flags, cfg *config.Config, logger log.Logger, slogger *slog.Logger
 	return 0
 }
 
-// newMux serves the metrics, health and readiness endpoints and the landing page. The deployment
-// series come from the collector's handler, which encodes them once per poll instead of at every
-// scrape (with 1,000 components they are over 100,000 lines); the exporter's own metrics are
-// gathered at each scrape.
-func newMux(f *flags, coll *collector.Collector, reg, exporterReg *prometheus.Registry, logger log.Logger, ready func() bool) http.Handler {
+// newMux serves the metrics, health and readiness endpoints and the landing page. /metrics is
+// the exporter's own registries (gathered at each scrape, merged as node_exporter merges them)
+// followed by the deployment series of the latest snapshot, from bodies.
+func newMux(f *flags, coll *collector.Collector, bodies *exposition.Bodies, own prometheus.Gatherer, exporterReg *prometheus.Registry, logger log.Logger, ready func() bool) http.Handler {
 	mux := http.NewServeMux()
-	handler := coll.Handler(prometheus.Gatherers{exporterReg, reg})
-	mux.Handle(f.metricsPath, promhttp.InstrumentMetricHandler(exporterReg, limitInFlight(f.maxRequests, handler)))
+	handler := exposition.NewHandler(coll.Snapshot, own, exposition.HandlerOpts{
+		Logger: logger, MaxRequestsInFlight: f.maxRequests, Bodies: bodies,
+	})
+	mux.Handle(f.metricsPath, promhttp.InstrumentMetricHandler(exporterReg, handler))
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "Healthy")
 	})
@@ -436,22 +439,4 @@ func printBackstage(f *flags, logger log.Logger) int {
 		return 1
 	}
 	return 0
-}
-
-// limitInFlight answers 503 when more than max scrapes run at once (0: no limit), as promhttp's
-// MaxRequestsInFlight does.
-func limitInFlight(max int, next http.Handler) http.Handler {
-	if max <= 0 {
-		return next
-	}
-	sem := make(chan struct{}, max)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case sem <- struct{}{}:
-			defer func() { <-sem }()
-			next.ServeHTTP(w, r)
-		default:
-			http.Error(w, fmt.Sprintf("Limit of concurrent requests reached (%d), try again later.", max), http.StatusServiceUnavailable)
-		}
-	})
 }

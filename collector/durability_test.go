@@ -12,6 +12,7 @@ import (
 
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/backstage"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/buildkite/buildkitetest"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/deployment"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/store"
 )
 
@@ -164,7 +165,7 @@ func TestCompactionKeepsCounters(t *testing.T) {
 		before := h.metrics()
 		h.stop()
 		// Compact everything older than 3 days, as a restart with that retention does.
-		if err := mem.Compact(now.Add(-3*24*time.Hour), foldBase); err != nil {
+		if err := mem.Compact(now.Add(-3*24*time.Hour), deployment.Fold); err != nil {
 			t.Fatal(err)
 		}
 		st, _ := mem.Load()

@@ -87,12 +87,21 @@ func (m *randomModel) add(created time.Time, finish bool) {
 		Commit: fmt.Sprintf("%040x", m.rng.Uint64()), MetaData: randomEnvs[mdIdx].md,
 		CreatedAt: ts(created), StartedAt: ts(created.Add(time.Duration(m.rng.IntN(5)) * time.Second)),
 	}
+	// One job, as every build that runs has: a retry retries a job, and the job's record is the
+	// evidence of each attempt.
+	job := buildkite.Job{Type: buildkite.JobTypeScript, Name: "deploy", State: "running",
+		CreatedAt: b.CreatedAt, ScheduledAt: b.CreatedAt, RunnableAt: b.CreatedAt, StartedAt: b.StartedAt}
 	if finish {
 		b.State = randomStates[m.rng.IntN(len(randomStates))]
 		b.FinishedAt = ts(b.StartedAt.Add(time.Duration(1+m.rng.IntN(3600)) * time.Second))
+		if now := time.Now(); b.FinishedAt.After(now) {
+			b.FinishedAt = ts(now) // nothing finishes in the future; a retry must come after the finish
+		}
+		job.State, job.FinishedAt = jobState(b.State), b.FinishedAt
 	} else {
 		b.State = "running"
 	}
+	b.Jobs = []buildkite.Job{job}
 	b = m.f.AddBuild(testOrg, randomPipelines[p].slug, b)
 	m.mdOf[fmt.Sprint(p, "#", b.Number)] = mdIdx
 	if finish {
@@ -107,6 +116,11 @@ func (m *randomModel) add(created time.Time, finish bool) {
 func (m *randomModel) finishRunning(now time.Time) {
 	for _, r := range m.running {
 		state := randomStates[m.rng.IntN(len(randomStates))]
+		open, _ := m.f.Build(testOrg, randomPipelines[r.p].slug, r.n)
+		last := open.Jobs[len(open.Jobs)-1] // the running attempt: the original, or the latest retry
+		if err := m.f.FinishJob(testOrg, randomPipelines[r.p].slug, r.n, last.ID, jobState(state), last.CreatedAt.Time, now); err != nil {
+			panic(err)
+		}
 		if err := m.f.FinishBuild(testOrg, randomPipelines[r.p].slug, r.n, state, now); err != nil {
 			panic(err)
 		}
@@ -115,6 +129,17 @@ func (m *randomModel) finishRunning(now time.Time) {
 		m.done = append(m.done, r)
 	}
 	m.running = nil
+}
+
+// jobState is the state of the job that made a build end in state.
+func jobState(state string) string {
+	switch state {
+	case "skipped":
+		return "skipped"
+	case "not_run":
+		return "broken"
+	}
+	return state
 }
 
 // retry re-opens a finished build; it finishes with the other running builds.

@@ -89,7 +89,13 @@ func terminalRetries(jobs []buildkite.Job) []time.Time {
 			retryOf[j.RetrySource.JobID] = j
 		}
 	}
-	var out []time.Time
+	type event struct {
+		at time.Time
+		// batch: the retried job existed before the retry, so retries at the same instant are
+		// one "retry failed jobs" action; a retry of a job made at that very instant is not.
+		batch bool
+	}
+	var events []event
 	for i := range jobs {
 		j := &jobs[i]
 		if !j.Retried {
@@ -107,11 +113,16 @@ func terminalRetries(jobs []buildkite.Job) []time.Time {
 			continue // not enough evidence to place the retry
 		}
 		if !anyActive(jobs, at) {
-			out = append(out, at)
+			events = append(events, event{at: at, batch: j.CreatedAt.Before(at)})
 		}
 	}
-	slices.SortFunc(out, func(a, b time.Time) int { return a.Compare(b) })
-	return slices.CompactFunc(out, func(a, b time.Time) bool { return a.Equal(b) })
+	slices.SortStableFunc(events, func(a, b event) int { return a.at.Compare(b.at) })
+	events = slices.CompactFunc(events, func(a, b event) bool { return a.batch && b.batch && a.at.Equal(b.at) })
+	out := make([]time.Time, len(events))
+	for i, e := range events {
+		out[i] = e.at
+	}
+	return out
 }
 
 func automatic(r *buildkite.Job) bool {
@@ -174,8 +185,8 @@ func failedBefore(jobs []buildkite.Job, at time.Time) bool {
 		if j.Type != buildkite.JobTypeScript || j.SoftFailed || (j.State != buildkite.StateFailed && j.State != "timed_out") {
 			continue
 		}
-		if j.FinishedAt.IsZero() || j.FinishedAt.After(at) {
-			continue
+		if j.FinishedAt.IsZero() || j.FinishedAt.After(at) || !j.CreatedAt.Before(at) {
+			continue // not finished by then, or made by this retry or a later one
 		}
 		if t, ok := retriedAt[j.ID]; ok && t.Before(at) {
 			continue // superseded by an earlier retry
@@ -195,6 +206,9 @@ func span(jobs []buildkite.Job, from, to time.Time) (started, finished time.Time
 		j := &jobs[i]
 		if j.Type == buildkite.JobTypeManual || j.Type == buildkite.JobTypeWaiter {
 			continue
+		}
+		if !to.IsZero() && !j.CreatedAt.IsZero() && !j.CreatedAt.Before(to) {
+			continue // made by the retry that ended the attempt, or later
 		}
 		if in(j.StartedAt.Time) && (started.IsZero() || j.StartedAt.Before(started)) {
 			started = j.StartedAt.Time
