@@ -45,6 +45,22 @@ type Snapshot struct {
 	// UnknownEnvironments are the environment names in use that the alias table does not
 	// know, sorted.
 	UnknownEnvironments []string
+	// PipelineProblems are the annotated pipelines the exporter cannot follow, or follows with a
+	// fallback, sorted by Pipeline then Reason.
+	PipelineProblems []PipelineProblem
+}
+
+// PipelineProblem is one annotated pipeline the exporter cannot count, or counts only with a
+// fallback: the metric buildkite_exporter_pipeline_errors{pipeline,reason}, with words.
+type PipelineProblem struct {
+	Pipeline string // "<org>/<pipeline>"
+	Reason   string // not_found, forbidden, no_deployments_in_window, no_environment_metadata, …
+	// Severity is "error" (nothing of it is counted) or "warning" (a fallback applies).
+	Severity string
+	// Message says what is wrong and how to fix it, in one sentence or two.
+	Message string
+	// Since is when the problem was first seen.
+	Since time.Time
 }
 
 // Component is one Backstage component and what its pipelines deployed.
@@ -110,9 +126,13 @@ type PipelineDeployments struct {
 
 // Deployed describes what an environment runs now: its latest passed deployment.
 type Deployed struct {
-	Version    string
-	Commit     string
-	FinishedAt time.Time
+	Version     string
+	Commit      string
+	FinishedAt  time.Time
+	Pipeline    string // "<org>/<pipeline>"
+	BuildNumber int
+	// WebURL is the build's page on Buildkite; empty when the log predates it.
+	WebURL string
 }
 
 // Histogram is a fixed-bucket histogram.
