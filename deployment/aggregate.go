@@ -75,6 +75,10 @@ type envState struct {
 	DeployedAt      time.Time `json:"deployed_at,omitzero"`
 	DeployedVersion string    `json:"deployed_version"`
 	DeployedCommit  string    `json:"deployed_commit"`
+	// The deployed build, for links; absent from bases written before they were kept.
+	DeployedPipeline    string `json:"deployed_pipeline,omitempty"`
+	DeployedBuildNumber int    `json:"deployed_build_number,omitempty"`
+	DeployedWebURL      string `json:"deployed_web_url,omitempty"`
 }
 
 // Aggregate is every counter the deployment metrics need, built only by applying records in
@@ -204,6 +208,7 @@ func (a *Aggregate) Apply(r store.Record) {
 		}
 		if !r.FinishedAt.Before(es.DeployedAt) {
 			es.DeployedAt, es.DeployedVersion, es.DeployedCommit = r.FinishedAt, r.Version, r.Commit
+			es.DeployedPipeline, es.DeployedBuildNumber, es.DeployedWebURL = r.Pipeline, r.BuildNumber, r.WebURL
 		}
 		if r.FinishedAt.Before(es.Latest) {
 			return

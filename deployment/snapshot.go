@@ -129,7 +129,8 @@ func (a *Aggregate) environment(cfg *config.Config, comp backstage.Component, en
 	if es := a.Envs[ek]; es != nil {
 		e.Failing = es.Failing
 		if !es.DeployedAt.IsZero() {
-			e.Deployed = &snapshot.Deployed{Version: es.DeployedVersion, Commit: es.DeployedCommit, FinishedAt: es.DeployedAt}
+			e.Deployed = &snapshot.Deployed{Version: es.DeployedVersion, Commit: es.DeployedCommit, FinishedAt: es.DeployedAt,
+				Pipeline: es.DeployedPipeline, BuildNumber: es.DeployedBuildNumber, WebURL: es.DeployedWebURL}
 		}
 	}
 	l := live[EnvKey{Component: c, Environment: env}]
