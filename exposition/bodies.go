@@ -1,0 +1,166 @@
+package exposition
+
+import (
+	"bytes"
+	"compress/gzip"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/snapshot"
+)
+
+// DefaultWarmFor is how long after a scraper last asked for a format Warm keeps encoding it:
+// long enough to cover scrape intervals of a few minutes and polls more frequent than scrapes,
+// short enough that a scraper that went away stops costing an encode per poll soon.
+const DefaultWarmFor = 15 * time.Minute
+
+// BodiesOpts configures NewBodies. The zero value is the defaults.
+type BodiesOpts struct {
+	// ChunkSize is how many series are rendered into dto values at a time; 0 is
+	// DefaultChunkSize.
+	ChunkSize int
+	// WarmFor is how recently a format must have been asked for to be warmed; 0 is
+	// DefaultWarmFor.
+	WarmFor time.Duration
+	// Now is the clock; nil is time.Now.
+	Now func() time.Time
+}
+
+// Bodies holds, for the current snapshot, the deployment body of each format a scraper asked
+// for: encoded on first use (or by Warm), once, gzipped with gzip.BestSpeed, kept compressed only.
+// Prometheus always asks for gzip, which then costs a copy per scrape; the plain text of 10,000
+// components is over 100 MB, which is why it is never kept. It is safe for concurrent use.
+//
+// zstd is not offered: expfmt has no zstd writer, and client_golang's (promhttp/zstd) pulls in
+// github.com/klauspost/compress, a dependency this exporter does not take for it.
+type Bodies struct {
+	chunkSize int
+	warmFor   time.Duration
+	now       func() time.Time
+
+	mu     sync.Mutex
+	snap   *snapshot.Snapshot
+	bodies [numKinds]*body
+	asked  [numKinds]time.Time
+
+	encodes atomic.Int64 // bodies encoded so far, for tests
+}
+
+// body is one encoded body; once guards gz, size and err.
+type body struct {
+	once sync.Once
+	gz   []byte
+	size int64 // uncompressed length
+	err  error
+}
+
+// NewBodies returns an empty cache.
+func NewBodies(opts BodiesOpts) *Bodies {
+	b := &Bodies{chunkSize: opts.ChunkSize, warmFor: opts.WarmFor, now: opts.Now}
+	if b.chunkSize <= 0 {
+		b.chunkSize = DefaultChunkSize
+	}
+	if b.warmFor <= 0 {
+		b.warmFor = DefaultWarmFor
+	}
+	if b.now == nil {
+		b.now = time.Now
+	}
+	return b
+}
+
+// Warm makes s the current snapshot and encodes, one after the other, the bodies of the formats
+// asked for within WarmFor, so that the first scrape after a poll does not wait for them. The
+// poll loop calls it after publishing s. Encoding errors are kept and reported by the scrapes.
+func (b *Bodies) Warm(s *snapshot.Snapshot) {
+	if s == nil {
+		return
+	}
+	b.mu.Lock()
+	s = b.advance(s)
+	now := b.now()
+	var warm [numKinds]*body
+	for k := range numKinds {
+		if !b.asked[k].IsZero() && now.Sub(b.asked[k]) < b.warmFor {
+			warm[k] = b.entry(k)
+		}
+	}
+	b.mu.Unlock()
+	for k, e := range warm {
+		if e != nil {
+			b.fill(e, s, kind(k))
+		}
+	}
+}
+
+// get returns the body of k for s, encoding it if no one has, and records that k was asked
+// for. nil s has no body.
+func (b *Bodies) get(s *snapshot.Snapshot, k kind) *body {
+	if s == nil {
+		return nil
+	}
+	b.mu.Lock()
+	s = b.advance(s)
+	b.asked[k] = b.now()
+	e := b.entry(k)
+	b.mu.Unlock()
+	b.fill(e, s, k)
+	return e
+}
+
+// advance makes s current unless it is older than the current snapshot, and returns the
+// snapshot now current. A scrape that loaded the snapshot just before a poll published (and
+// warmed) the next one is served the newer body rather than evicting it, which would have
+// cost two encodes. The caller holds b.mu.
+func (b *Bodies) advance(s *snapshot.Snapshot) *snapshot.Snapshot {
+	if b.snap == s {
+		return s
+	}
+	if b.snap != nil && s.Taken.Before(b.snap.Taken) {
+		return b.snap
+	}
+	b.snap = s
+	b.bodies = [numKinds]*body{}
+	return s
+}
+
+// entry returns the current snapshot's body of k, empty until filled. The caller holds b.mu.
+func (b *Bodies) entry(k kind) *body {
+	if b.bodies[k] == nil {
+		b.bodies[k] = &body{}
+	}
+	return b.bodies[k]
+}
+
+// fill encodes e, the body of k for s, unless done; concurrent callers wait for the first.
+func (b *Bodies) fill(e *body, s *snapshot.Snapshot, k kind) {
+	e.once.Do(func() {
+		b.encodes.Add(1)
+		var buf bytes.Buffer
+		zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+		cw := &countingWriter{w: zw}
+		err := encode(cw, s, k, b.chunkSize)
+		if cerr := zw.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			e.err = err
+			return
+		}
+		// bytes.Buffer grows by doubling: keep an exact copy rather than up to twice the size.
+		e.gz, e.size = bytes.Clone(buf.Bytes()), cw.n
+	})
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}

@@ -1,0 +1,152 @@
+package exposition
+
+import (
+	"cmp"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/snapshot"
+)
+
+// The series functions walk the snapshot in its own order (components by Label, environments by
+// Name, pipelines by Pipeline), which is the order Gather sorts series in as long as the labels
+// are valid UTF-8; what the snapshot does not order (states, SLOs, info's commit-first labels)
+// they sort. Invalid UTF-8 is replaced, which may reorder a few series relative to Gather:
+// parsers do not care about the order of series inside a family.
+
+// valid replaces invalid UTF-8, which client_golang refuses in label values; values from the
+// catalog, the API or an old log are not trusted to be valid.
+func valid(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
+}
+
+func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
+
+// stateOrder are the indexes of snapshot.States sorted by state name: the order of the state
+// label's values in Gather's output.
+var stateOrder = func() []int {
+	order := make([]int, len(snapshot.States))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int { return strings.Compare(snapshot.States[a], snapshot.States[b]) })
+	return order
+}()
+
+// forEnv calls fn for every (component, environment) of s with their label values.
+func forEnv(s *snapshot.Snapshot, fn func(comp, env string, e *snapshot.Environment)) {
+	for i := range s.Components {
+		c := &s.Components[i]
+		comp := valid(c.Label)
+		for j := range c.Environments {
+			e := &c.Environments[j]
+			fn(comp, valid(e.Name), e)
+		}
+	}
+}
+
+// envGauge is a family labelled (component, environment) with one gauge per environment where
+// value reports one.
+func envGauge(value func(e *snapshot.Environment) (float64, bool)) func(*snapshot.Snapshot, *series, func()) {
+	return func(s *snapshot.Snapshot, sr *series, emit func()) {
+		forEnv(s, func(comp, env string, e *snapshot.Environment) {
+			v, ok := value(e)
+			if !ok {
+				return
+			}
+			sr.values[0], sr.values[1], sr.value = comp, env, v
+			emit()
+		})
+	}
+}
+
+// envHistogram is a family labelled (component, environment) with a histogram per environment
+// that observed one.
+func envHistogram(hist func(e *snapshot.Environment) *snapshot.Histogram) func(*snapshot.Snapshot, *series, func()) {
+	return func(s *snapshot.Snapshot, sr *series, emit func()) {
+		forEnv(s, func(comp, env string, e *snapshot.Environment) {
+			h := hist(e)
+			if h == nil {
+				return
+			}
+			sr.values[0], sr.values[1], sr.hist = comp, env, h
+			emit()
+		})
+	}
+}
+
+func eachDuration(s *snapshot.Snapshot, sr *series, emit func()) {
+	forEnv(s, func(comp, env string, e *snapshot.Environment) {
+		for _, st := range stateOrder {
+			if h := e.Duration[st]; h != nil {
+				sr.values[0], sr.values[1], sr.values[2], sr.hist = comp, env, snapshot.States[st], h
+				emit()
+			}
+		}
+	})
+}
+
+func eachLastFinished(s *snapshot.Snapshot, sr *series, emit func()) {
+	forEnv(s, func(comp, env string, e *snapshot.Environment) {
+		for _, st := range stateOrder {
+			if t := e.LastFinished[st]; !t.IsZero() {
+				sr.values[0], sr.values[1], sr.values[2], sr.value = comp, env, snapshot.States[st], unixSeconds(t)
+				emit()
+			}
+		}
+	})
+}
+
+func eachDeployments(s *snapshot.Snapshot, sr *series, emit func()) {
+	forEnv(s, func(comp, env string, e *snapshot.Environment) {
+		for k := range e.Deployments {
+			d := &e.Deployments[k]
+			p := valid(d.Pipeline)
+			for _, st := range stateOrder {
+				sr.values = [maxLabels]string{comp, env, p, snapshot.States[st]}
+				sr.value = float64(d.Total[st])
+				emit()
+			}
+		}
+	})
+}
+
+func eachObjective(s *snapshot.Snapshot, sr *series, emit func()) {
+	var sorted []snapshot.Objective // reused: environments have one or two
+	forEnv(s, func(comp, env string, e *snapshot.Environment) {
+		sorted = append(sorted[:0], e.Objectives...)
+		slices.SortStableFunc(sorted, func(a, b snapshot.Objective) int { return strings.Compare(a.SLO, b.SLO) })
+		for _, o := range sorted {
+			sr.values[0], sr.values[1], sr.values[2], sr.value = comp, env, valid(o.SLO), o.Ratio
+			emit()
+		}
+	})
+}
+
+// eachInfo sorts: its first label is commit, not component. It holds one row of strings per
+// deployed environment, not a dto per series.
+func eachInfo(s *snapshot.Snapshot, sr *series, emit func()) {
+	type row struct{ commit, comp, env, version string }
+	var rows []row
+	forEnv(s, func(comp, env string, e *snapshot.Environment) {
+		if d := e.Deployed; d != nil {
+			rows = append(rows, row{valid(d.Commit), comp, env, valid(d.Version)})
+		}
+	})
+	slices.SortFunc(rows, func(a, b row) int {
+		if c := strings.Compare(a.commit, b.commit); c != 0 {
+			return c
+		}
+		return cmp.Or(strings.Compare(a.comp, b.comp), strings.Compare(a.env, b.env), strings.Compare(a.version, b.version))
+	})
+	for _, r := range rows {
+		sr.values = [maxLabels]string{r.commit, r.comp, r.env, r.version}
+		sr.value = 1
+		emit()
+	}
+}
