@@ -339,6 +339,8 @@ func newMux(f *flags, coll *collector.Collector, bodies *exposition.Bodies, own 
 				{Address: "/-/healthy", Text: "Health"},
 				{Address: "/-/ready", Text: "Readiness"},
 			},
+			// The exporter serves no /debug/pprof: show only links that work.
+			Profiling: "false",
 		})
 		if err != nil {
 			level.Error(logger).Log("msg", "Cannot build the landing page", "err", err)

@@ -7,6 +7,7 @@ package main
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"flag"
@@ -17,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -247,6 +249,24 @@ func TestExposition(t *testing.T) {
 		t.Error("the API token appears in /metrics or the log")
 	}
 
+	// The landing page shows only links that work.
+	code, landing := e.get("/")
+	if code != 200 {
+		t.Fatalf("/: %d", code)
+	}
+	links := regexp.MustCompile(`href="([^"]+)"`).FindAllStringSubmatch(landing, -1)
+	if len(links) < 3 {
+		t.Errorf("the landing page has %d links, want at least metrics, health and readiness", len(links))
+	}
+	for _, l := range links {
+		if strings.HasPrefix(l[1], "http") {
+			continue // outside links (none are expected)
+		}
+		if code, _ := e.get("/" + strings.TrimPrefix(l[1], "/")); code != 200 {
+			t.Errorf("landing page link %s answers %d", l[1], code)
+		}
+	}
+
 	golden := filepath.Join("testdata", "exposition.prom")
 	if *update {
 		if err := os.MkdirAll("testdata", 0o755); err != nil {
@@ -263,6 +283,119 @@ func TestExposition(t *testing.T) {
 	if diff := cmp.Diff(seriesSet(parseExposition(t, string(want))), seriesSet(mfs)); diff != "" {
 		t.Errorf("the binary's series differ from %s (-golden +binary); if intended, run go test -run TestExposition -update . and check the dashboards:\n%s", golden, diff)
 	}
+}
+
+// TestExpositionFormats scrapes the binary as Prometheus 2.42 and 3.x do, and as a scraper
+// without Accept: each gets its negotiated format (protobuf, OpenMetrics 1.0.0, text 0.0.4),
+// gzipped when asked, with the same series as the text golden; the deployment series carry the
+// same values in every format.
+func TestExpositionFormats(t *testing.T) {
+	dir, apiURL := fixtureOrg(t)
+	e := startExporter(t, nil, fixtureArgs(dir, apiURL)...)
+	e.waitFor("/-/ready", 60*time.Second, func() bool { code, _ := e.get("/-/ready"); return code == 200 })
+	want, err := os.ReadFile(filepath.Join("testdata", "exposition.prom"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantSeries := seriesSet(parseExposition(t, string(want)))
+	var deployments map[string]float64
+	for _, c := range []struct {
+		name, accept string
+		gzip         bool
+		format       expfmt.FormatType
+	}{
+		{"prometheus 3 (protobuf first)", "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.5,application/openmetrics-text;version=1.0.0;q=0.4,application/openmetrics-text;version=0.0.1;q=0.3,text/plain;version=1.0.0;q=0.2,text/plain;version=0.0.4;q=0.1,*/*;q=0.05", true, expfmt.TypeProtoDelim},
+		{"prometheus 2.42", "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1", true, expfmt.TypeOpenMetrics},
+		{"curl", "", false, expfmt.TypeTextPlain},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, e.url+"/metrics", nil)
+		if c.accept != "" {
+			req.Header.Set("Accept", c.accept)
+		}
+		// Set Accept-Encoding ourselves so that the transport does not decompress silently.
+		if c.gzip {
+			req.Header.Set("Accept-Encoding", "gzip")
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := io.Reader(resp.Body)
+		if c.gzip {
+			if resp.Header.Get("Content-Encoding") != "gzip" {
+				t.Errorf("%s: Content-Encoding %q, want gzip", c.name, resp.Header.Get("Content-Encoding"))
+			}
+			zr, err := gzip.NewReader(resp.Body)
+			if err != nil {
+				t.Fatalf("%s: %v", c.name, err)
+			}
+			body = zr
+		}
+		raw, err := io.ReadAll(body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("%s: reading: %v", c.name, err)
+		}
+		format := expfmt.Format(resp.Header.Get("Content-Type"))
+		if format.FormatType() != c.format {
+			t.Errorf("%s: Content-Type %q, want %v", c.name, format, c.format)
+			continue
+		}
+		mfs := map[string]*dto.MetricFamily{}
+		dec := expfmt.NewDecoder(bytes.NewReader(raw), format)
+		for {
+			mf := &dto.MetricFamily{}
+			if err := dec.Decode(mf); errors.Is(err, io.EOF) {
+				break
+			} else if err != nil {
+				t.Fatalf("%s: decoding %s: %v", c.name, format, err)
+			}
+			if mfs[mf.GetName()] != nil {
+				t.Errorf("%s: family %s appears twice", c.name, mf.GetName())
+			}
+			mfs[mf.GetName()] = mf
+		}
+		if c.format == expfmt.TypeOpenMetrics && bytes.Count(raw, []byte("# EOF")) != 1 {
+			t.Errorf("%s: %d '# EOF' lines, want exactly one, at the end", c.name, bytes.Count(raw, []byte("# EOF")))
+		}
+		if diff := cmp.Diff(wantSeries, seriesSet(mfs)); diff != "" {
+			t.Errorf("%s: series differ from the text golden (-golden +served):\n%s", c.name, diff)
+		}
+		got := deploymentValues(mfs)
+		if deployments == nil {
+			deployments = got
+		} else if diff := cmp.Diff(deployments, got); diff != "" {
+			t.Errorf("%s: deployment values differ from the first format's (-first +this):\n%s", c.name, diff)
+		}
+	}
+}
+
+// deploymentValues are the sample values of the deployment families, by series.
+func deploymentValues(mfs map[string]*dto.MetricFamily) map[string]float64 {
+	out := map[string]float64{}
+	for name, mf := range mfs {
+		if !strings.HasPrefix(name, "buildkite_deployment") {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, l.GetName()+"="+l.GetValue())
+			}
+			sort.Strings(labels)
+			key := name + "{" + strings.Join(labels, ",") + "}"
+			switch {
+			case m.GetHistogram() != nil:
+				out[key+"_count"] = float64(m.GetHistogram().GetSampleCount())
+				out[key+"_sum"] = m.GetHistogram().GetSampleSum()
+			case m.GetCounter() != nil:
+				out[key] = m.GetCounter().GetValue()
+			default:
+				out[key] = m.GetGauge().GetValue()
+			}
+		}
+	}
+	return out
 }
 
 func TestVersionAndHelp(t *testing.T) {
