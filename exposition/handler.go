@@ -78,13 +78,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	format := negotiate(r)
-	head, err := h.exporterFamilies(format)
-	if err != nil {
-		level.Error(h.logger).Log("msg", "Encoding exporter metrics failed", "format", format, "err", err)
-		http.Error(w, "encoding exporter metrics failed: "+err.Error(), http.StatusInternalServerError)
-		return
-	}
 	k := kindOf(format)
+	// The deployment body first: if it is cold, encoding it may take a while, and the
+	// exporter's families are better gathered after.
 	var gz []byte
 	var size int64
 	if b := h.bodies.get(h.current(), k); b != nil {
@@ -94,6 +90,12 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		gz, size = b.gz, b.size
+	}
+	head, err := h.exporterFamilies(format)
+	if err != nil {
+		level.Error(h.logger).Log("msg", "Encoding exporter metrics failed", "format", format, "err", err)
+		http.Error(w, "encoding exporter metrics failed: "+err.Error(), http.StatusInternalServerError)
+		return
 	}
 	var eof []byte
 	if k == kindOpenMetrics {
