@@ -33,6 +33,7 @@ type Client interface {
 	ListBuildsSliced(ctx context.Context, org, pipeline string, opts buildkite.ListBuildsOptions, seen map[string]time.Time, visit func(*buildkite.Build)) error
 	ListOrganizationBuilds(ctx context.Context, org string, opts buildkite.ListBuildsOptions, visit func(page []buildkite.Build) error) error
 	GetBuild(ctx context.Context, org, pipeline string, number int, opts buildkite.GetBuildOptions) (*buildkite.Build, error)
+	GetPipeline(ctx context.Context, org, slug string) (*buildkite.Pipeline, error)
 }
 
 var _ Client = (*buildkite.Client)(nil)
@@ -292,6 +293,7 @@ func (c *Collector) snapshotLocked() *snapshot.Snapshot {
 	s := c.agg.Snapshot(deployment.SnapshotInput{
 		Config: c.cfg, Catalog: c.comps, Live: live, Polled: c.started, Taken: time.Now(),
 	})
+	s.PipelineProblems = c.pipelineProblemsLocked()
 	for _, env := range s.UnknownEnvironments {
 		if !c.loggedUnknown[env] {
 			c.loggedUnknown[env] = true
@@ -305,7 +307,7 @@ func (c *Collector) snapshotLocked() *snapshot.Snapshot {
 func (c *Collector) orgState(org string) *orgState {
 	o := c.orgs[org]
 	if o == nil {
-		o = &orgState{seenBlocked: map[string]time.Time{}, planner: newPlanner()}
+		o = &orgState{seenBlocked: map[string]time.Time{}, planner: newPlanner(), problems: newProblemState()}
 		c.orgs[org] = o
 	}
 	return o

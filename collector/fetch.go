@@ -41,6 +41,12 @@ var openStates = []string{
 type fetched struct {
 	finished, open []buildkite.Build
 	watermark      store.Watermark
+	// unreadable are the annotated pipelines whose builds the API refused (404: renamed,
+	// deleted, misspelt, or not visible to the token; 403), by slug: reasonNotFound or
+	// reasonForbidden. The rest of the organization is read and counted as usual.
+	unreadable map[string]string
+	// exists holds the result of the existence checks of pipelines with no deployment yet.
+	exists map[string]bool
 }
 
 // fetch lists what changed in org since wm: builds finished since the watermark (less the
@@ -48,8 +54,9 @@ type fetched struct {
 // last cycle, builds not finished, and the jobs of the finished builds whose classification needs
 // them. It touches no collector state but the organization's planner, which only this cycle uses.
 func (c *Collector) fetch(ctx context.Context, org string, pipelines map[string]backstage.Component,
-	wm store.Watermark, seenBlocked map[string]bool, pl *planner, start time.Time,
+	wm store.Watermark, seenBlocked map[string]bool, pl *planner, start time.Time, checkExists []string,
 ) (*fetched, error) {
+	unreadable := map[string]string{}
 	backfilling := !wm.BackfillDone || wm.FinishedFrom.IsZero()
 	from := wm.FinishedFrom.Add(-overlap)
 	if backfilling {
@@ -67,7 +74,7 @@ func (c *Collector) fetch(ctx context.Context, org string, pipelines map[string]
 		w.fresh, w.newSince = pl.fresh(wm.FinishedFrom, start), wm.FinishedFrom
 	}
 	listFinished := func(withJobs bool) (*listing, error) {
-		return c.listBuilds(ctx, org, pipelines, slugs, queryFinished, pl, w, buildkite.ListBuildsOptions{
+		return c.listBuilds(ctx, org, pipelines, slugs, unreadable, queryFinished, pl, w, buildkite.ListBuildsOptions{
 			FinishedFrom:       from,
 			ExcludeJobs:        !withJobs,
 			IncludeRetriedJobs: withJobs,
@@ -90,7 +97,7 @@ func (c *Collector) fetch(ctx context.Context, org string, pipelines map[string]
 	finished := lf.builds
 	newest := lf.newest
 	if !backfilling {
-		backfilled, err := c.backfillNewPipelines(ctx, org, slugs, wm.Pipelines, start)
+		backfilled, err := c.backfillNewPipelines(ctx, org, slugs, wm.Pipelines, unreadable, start)
 		if err != nil {
 			return nil, err
 		}
@@ -107,7 +114,7 @@ func (c *Collector) fetch(ctx context.Context, org string, pipelines map[string]
 	pl.updateTails(lf, newWM)
 	// Open builds older than twice the approval age are abandoned: neither running nor awaiting
 	// approval in any sense the gauges report.
-	lo, err := c.listBuilds(ctx, org, pipelines, slugs, queryOpen, pl, window{fresh: 1}, buildkite.ListBuildsOptions{
+	lo, err := c.listBuilds(ctx, org, pipelines, slugs, unreadable, queryOpen, pl, window{fresh: 1}, buildkite.ListBuildsOptions{
 		States:          openStates,
 		CreatedFrom:     start.Add(-2 * c.cfg.AwaitingApprovalMaxAge.Std()),
 		ExcludeJobs:     true,
@@ -119,11 +126,59 @@ func (c *Collector) fetch(ctx context.Context, org string, pipelines map[string]
 	if err := c.fetchJobs(ctx, org, finished, seenBlocked); err != nil {
 		return nil, err
 	}
+	if len(unreadable) == len(slugs) {
+		// Every pipeline refused: is it the organization (a misspelt slug, no access), or are
+		// they all misspelt? One build of the organization-wide listing tells.
+		err := c.client.ListOrganizationBuilds(ctx, org, buildkite.ListBuildsOptions{PerPage: 1, ExcludeJobs: true, ExcludePipeline: true},
+			func([]buildkite.Build) error { return buildkite.ErrStopPaging })
+		if err != nil {
+			return nil, fmt.Errorf("every annotated pipeline of the organization was refused, and so was the organization: check the organization slug in the annotations and the token's access to it: %w", err)
+		}
+	}
+	exists := map[string]bool{}
+	for _, s := range checkExists {
+		if unreadable[s] != "" {
+			continue
+		}
+		_, err := c.client.GetPipeline(ctx, org, s)
+		switch {
+		case err == nil:
+			exists[s] = true
+		case errors.Is(err, buildkite.ErrNotFound):
+			exists[s] = false
+		case errors.Is(err, buildkite.ErrForbidden):
+			// The token may not read pipelines (read_pipelines); the token checker says so.
+		default:
+			return nil, fmt.Errorf("checking that pipeline %s/%s exists: %w", org, s, err)
+		}
+	}
+	// A pipeline the API refused is not covered: once it can be read (the token gets access,
+	// the pipeline is created), it gets the backfill of a newly annotated pipeline.
+	covered := make([]string, 0, len(slugs))
+	for _, s := range slugs {
+		if unreadable[s] == "" {
+			covered = append(covered, s)
+		}
+	}
 	return &fetched{
-		finished:  finished,
-		open:      lo.builds,
-		watermark: store.Watermark{FinishedFrom: newWM, BackfillDone: true, Pipelines: slugs},
+		finished:   finished,
+		open:       lo.builds,
+		watermark:  store.Watermark{FinishedFrom: newWM, BackfillDone: true, Pipelines: covered},
+		unreadable: unreadable,
+		exists:     exists,
 	}, nil
+}
+
+// unreadableReason classifies a pipeline listing's error: a 404 or 403 concerns that pipeline
+// only; anything else concerns the organization's cycle.
+func unreadableReason(err error) string {
+	switch {
+	case errors.Is(err, buildkite.ErrNotFound):
+		return reasonNotFound
+	case errors.Is(err, buildkite.ErrForbidden):
+		return reasonForbidden
+	}
+	return ""
 }
 
 // fetchJobs reads, with Get-a-build, the jobs (retried attempts included) of the finished builds
@@ -192,13 +247,13 @@ func latest(a, b time.Time) time.Time {
 // slugs, not in covered), one per-pipeline listing each, so that a component added to the catalog
 // gets the same history window as those there at the first start. Outcomes read twice are
 // stored once: records are keyed by build and finish time or attempt.
-func (c *Collector) backfillNewPipelines(ctx context.Context, org string, slugs, covered []string, start time.Time) ([]buildkite.Build, error) {
+func (c *Collector) backfillNewPipelines(ctx context.Context, org string, slugs, covered []string, unreadable map[string]string, start time.Time) ([]buildkite.Build, error) {
 	if covered == nil || c.backfill <= 0 {
 		return nil, nil
 	}
 	var out []buildkite.Build
 	for _, s := range slugs {
-		if _, ok := slices.BinarySearch(covered, s); ok {
+		if _, ok := slices.BinarySearch(covered, s); ok || unreadable[s] != "" {
 			continue
 		}
 		from := start.Add(-c.backfill)
@@ -208,6 +263,10 @@ func (c *Collector) backfillNewPipelines(ctx context.Context, org string, slugs,
 			IncludeRetriedJobs: true,
 			ExcludePipeline:    true,
 		}, nil, func(b *buildkite.Build) { out = append(out, *b) })
+		if reason := unreadableReason(err); reason != "" {
+			unreadable[s] = reason
+			continue
+		}
 		if err != nil {
 			return nil, fmt.Errorf("backfilling newly annotated pipeline %s/%s: %w", org, s, err)
 		}
@@ -269,7 +328,7 @@ func (w window) isNew(b *buildkite.Build) bool {
 // full it is the whole listing; else the planner decides from it, and it is reused if the
 // org-wide listing wins.
 func (c *Collector) listBuilds(ctx context.Context, org string, pipelines map[string]backstage.Component, slugs []string,
-	kind string, pl *planner, w window, opts buildkite.ListBuildsOptions,
+	unreadable map[string]string, kind string, pl *planner, w window, opts buildkite.ListBuildsOptions,
 ) (*listing, error) {
 	now := time.Now()
 	l := &listing{started: now}
@@ -348,12 +407,19 @@ func (c *Collector) listBuilds(ctx context.Context, org string, pipelines map[st
 		l.saw(&probe[i])
 	}
 	for _, s := range slugs {
+		if unreadable[s] != "" {
+			continue // refused by an earlier listing of this cycle
+		}
 		n := 0
 		err := c.client.ListBuildsSliced(ctx, org, s, opts, nil, func(b *buildkite.Build) {
 			if keep(b) && w.isNew(b) {
 				n++
 			}
 		})
+		if reason := unreadableReason(err); reason != "" {
+			unreadable[s] = reason
+			continue
+		}
 		if err != nil {
 			return nil, fmt.Errorf("pipeline %s/%s: %w", org, s, err)
 		}

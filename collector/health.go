@@ -27,11 +27,11 @@ var (
 type healthCollector struct{ c *Collector }
 
 // HealthCollector returns the collector of the exporter-health series: buildkite_up and the
-// poll, storage and unknown-environment metrics. Register it on the exporter's registry.
+// poll, storage, unknown-environment and pipeline-problem metrics. Register it on the exporter's registry.
 func (c *Collector) HealthCollector() prometheus.Collector { return healthCollector{c} }
 
 func (h healthCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{upDesc, lastPollDesc, pollDurationDesc, pollErrorsDesc, storageErrorsDesc, unknownEnvsDesc} {
+	for _, d := range []*prometheus.Desc{upDesc, lastPollDesc, pollDurationDesc, pollErrorsDesc, storageErrorsDesc, unknownEnvsDesc, pipelineErrorsDesc} {
 		ch <- d
 	}
 }
@@ -64,7 +64,9 @@ func (h healthCollector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Unlock()
 	ch <- prometheus.MustNewConstMetric(upDesc, prometheus.GaugeValue, up)
 	ch <- prometheus.MustNewConstMetric(storageErrorsDesc, prometheus.CounterValue, float64(storageErrors))
-	ch <- prometheus.MustNewConstMetric(unknownEnvsDesc, prometheus.GaugeValue, float64(len(c.Snapshot().UnknownEnvironments)))
+	snap := c.Snapshot()
+	ch <- prometheus.MustNewConstMetric(unknownEnvsDesc, prometheus.GaugeValue, float64(len(snap.UnknownEnvironments)))
+	collectPipelineErrors(ch, snap)
 }
 
 func unixSeconds(ns int64) float64 { return float64(ns) / 1e9 }

@@ -21,6 +21,7 @@ type orgState struct {
 	// finishes, its jobs are fetched to time the approval (approval_timing: seen_blocked).
 	seenBlocked map[string]time.Time
 	planner     *planner
+	problems    problemState
 }
 
 // orgHealth is the poll status of one organization.
@@ -43,10 +44,11 @@ func (c *Collector) pollOrg(ctx context.Context, org string, pipelines map[strin
 	for id := range o.seenBlocked {
 		seenBlocked[id] = true
 	}
+	checks := c.existenceChecks(org, o, pipelines, start)
 	c.mu.Unlock()
 
 	// Only this goroutine uses o.planner: pollAll runs one cycle per organization at a time.
-	f, err := c.fetch(ctx, org, pipelines, wm, seenBlocked, o.planner, start)
+	f, err := c.fetch(ctx, org, pipelines, wm, seenBlocked, o.planner, start, checks)
 	if err != nil {
 		c.mu.Lock()
 		o.health.Polled, o.health.LastOK, o.health.LastDuration = true, false, time.Since(start)
@@ -65,7 +67,7 @@ func (c *Collector) pollOrg(ctx context.Context, org string, pipelines map[strin
 		Now:             start,
 		CommitFirstSeen: c.commitFirstSeen,
 	})
-	c.commit(org, o, f.watermark, res, time.Since(start))
+	c.commit(org, o, pipelines, f, res, time.Since(start))
 }
 
 // commitFirstSeen looks a commit up in the first-seen times stored so far; other
@@ -80,7 +82,8 @@ func (c *Collector) commitFirstSeen(key string) (time.Time, bool) {
 // commit appends a cycle's records, watermark and commits to the deployment log in one batch,
 // and applies the records the log reports as new to the aggregate. If the append fails the
 // watermark stays, so the next cycle reads the same builds again.
-func (c *Collector) commit(org string, o *orgState, wm store.Watermark, res deployment.Result, elapsed time.Duration) {
+func (c *Collector) commit(org string, o *orgState, pipelines map[string]backstage.Component, f *fetched, res deployment.Result, elapsed time.Duration) {
+	wm := f.watermark
 	added, err := c.log.Append(store.Batch{
 		Records:          res.Records,
 		Watermarks:       map[string]store.Watermark{org: wm},
@@ -118,5 +121,6 @@ func (c *Collector) commit(org string, o *orgState, wm store.Watermark, res depl
 		c.agg.Apply(r)
 		delete(o.seenBlocked, r.BuildID)
 	}
+	c.updateProblems(org, o, pipelines, f, res.EnvironmentFallback, now)
 	level.Debug(c.logger).Log("msg", "Polled organization", "organization", org, "records", len(res.Records), "new_records", len(added), "duration", elapsed)
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/config"
@@ -99,6 +100,22 @@ type Aggregate struct {
 	// LastFinished by (component, environment, state).
 	LastFinished map[string]time.Time `json:"last_finished"`
 	Envs         map[string]*envState `json:"envs"`
+
+	// withRecords indexes Pipelines by (component, pipeline), for HasDeployments.
+	withRecords map[string]bool
+}
+
+// HasDeployments says whether any deployment of component's pipeline was counted.
+func (a *Aggregate) HasDeployments(component, pipeline string) bool {
+	if a.withRecords == nil {
+		a.withRecords = map[string]bool{}
+		for k := range a.Pipelines {
+			if parts := strings.Split(k, "\x00"); len(parts) == 3 {
+				a.withRecords[joinKey(parts[0], parts[2])] = true
+			}
+		}
+	}
+	return a.withRecords[joinKey(component, pipeline)]
 }
 
 const aggregateVersion = 1
@@ -185,6 +202,9 @@ func (a *Aggregate) Apply(r store.Record) {
 	}
 	ek := envKey(r.Component, r.Environment)
 	a.Pipelines[joinKey(r.Component, r.Environment, r.Pipeline)] = true
+	if a.withRecords != nil {
+		a.withRecords[joinKey(r.Component, r.Pipeline)] = true
+	}
 	a.Deployments[joinKey(r.Component, r.Environment, r.Pipeline, r.State)]++
 	sk := joinKey(r.Component, r.Environment, r.State)
 	if r.FinishedAt.After(a.LastFinished[sk]) {

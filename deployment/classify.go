@@ -17,6 +17,9 @@ type target struct {
 	// Unknown is set when the environment name is not in the alias table; it is kept as written
 	// (lower-cased) and reported.
 	Unknown bool
+	// Fallback is set when the build names no environment in its meta-data, so the pipeline
+	// slug or the default environment was used.
+	Fallback bool
 }
 
 // Classifier turns builds into deployment records and live gauges, following DESIGN.md "What
@@ -68,10 +71,13 @@ func (c Classifier) targets(b *buildkite.Build, pipelineSlug string) []target {
 	if len(out) > 0 {
 		return out
 	}
-	if env := c.SlugEnvironment(pipelineSlug); env != "" {
-		return []target{c.target(env, c.version(md, b, "", env))}
+	env := c.SlugEnvironment(pipelineSlug)
+	if env == "" {
+		env = c.cfg.DefaultEnvironment
 	}
-	return []target{c.target(c.cfg.DefaultEnvironment, c.version(md, b, "", c.cfg.DefaultEnvironment))}
+	t := c.target(env, c.version(md, b, "", env))
+	t.Fallback = true
+	return []target{t}
 }
 
 func (c Classifier) target(raw, version string) target {

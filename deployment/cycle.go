@@ -38,6 +38,10 @@ type Result struct {
 	Live map[EnvKey]Live
 	// Blocked are the ids of the builds seen waiting on a block step.
 	Blocked map[string]bool
+	// EnvironmentFallback is, per pipeline slug with finished deployments in this cycle,
+	// whether none of them named its environment in meta-data (the slug or the default
+	// environment was used: a warning, the deployments still count).
+	EnvironmentFallback map[string]bool
 }
 
 // EnvKey is a (component, environment) pair.
@@ -74,7 +78,7 @@ func (c Classifier) NeedsJobs(b *buildkite.Build, seenBlocked bool) bool {
 
 // Classify turns the builds of one cycle into deployment records and live gauges.
 func (c Classifier) Classify(in Input) Result {
-	res := Result{Commits: map[string]time.Time{}, Live: map[EnvKey]Live{}, Blocked: map[string]bool{}}
+	res := Result{Commits: map[string]time.Time{}, Live: map[EnvKey]Live{}, Blocked: map[string]bool{}, EnvironmentFallback: map[string]bool{}}
 	// Commits first: a deployment's lead time counts from the earliest build of its commit,
 	// which may be in this very batch.
 	for _, set := range [][]buildkite.Build{in.Finished, in.Open} {
@@ -132,7 +136,11 @@ func (c Classifier) records(in Input, res *Result, comp backstage.Component, slu
 		wait = approvalWaitIn(b.Jobs, o)
 	}
 	var out []store.Record
-	for _, t := range c.targets(b, slug) {
+	targets := c.targets(b, slug)
+	if fb, seen := res.EnvironmentFallback[slug]; !seen || fb {
+		res.EnvironmentFallback[slug] = targets[0].Fallback
+	}
+	for _, t := range targets {
 		out = append(out, store.Record{
 			Key:                 recordKey(b.ID, o, t.Environment),
 			Organization:        in.Organization,

@@ -15,14 +15,16 @@ import (
 
 var t0 = time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
 
-func at(min float64) buildkite.Timestamp { return ts(t0.Add(time.Duration(min * float64(time.Minute)))) }
+func at(min float64) buildkite.Timestamp {
+	return ts(t0.Add(time.Duration(min * float64(time.Minute))))
+}
 
 // timeline builds a build's job list step by step, as Buildkite records it.
 type timeline struct{ b buildkite.Build }
 
 func newTimeline() *timeline {
 	return &timeline{b: buildkite.Build{ID: "b1", Number: 7, Commit: sha(1), CreatedAt: at(0), StartedAt: at(1),
-		URL: "https://api.buildkite.com/v2/organizations/acme/pipelines/shop-deploy/builds/7",
+		URL:      "https://api.buildkite.com/v2/organizations/acme/pipelines/shop-deploy/builds/7",
 		MetaData: map[string]string{"environment": "production"}, Jobs: []buildkite.Job{}}}
 }
 

@@ -1,0 +1,184 @@
+package collector
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/go-kit/log/level"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/backstage"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/snapshot"
+)
+
+// Pipeline problem reasons: the reason label of buildkite_exporter_pipeline_errors.
+const (
+	reasonNotFound        = "not_found"
+	reasonForbidden       = "forbidden"
+	reasonNoDeployments   = "no_deployments_in_window"
+	reasonNoEnvironmentMD = "no_environment_metadata"
+)
+
+// pipelineReasons are every reason, exported at 0 for each linked pipeline without it, so that
+// rules see the series before the first problem.
+var pipelineReasons = []string{reasonNotFound, reasonForbidden, reasonNoDeployments, reasonNoEnvironmentMD}
+
+const (
+	severityError   = "error"
+	severityWarning = "warning"
+)
+
+const (
+	// existenceRecheck is how often a linked pipeline without any deployment is looked up
+	// again (GET pipeline: 404, or exists but idle).
+	existenceRecheck = time.Hour
+	// maxExistenceChecks bounds the lookups one cycle spends on them.
+	maxExistenceChecks = 5
+)
+
+var pipelineErrorsDesc = prometheus.NewDesc("buildkite_exporter_pipeline_errors",
+	"1 when the exporter cannot follow an annotated pipeline, or follows it with a fallback, by reason (not_found, forbidden, no_deployments_in_window, no_environment_metadata); /status and the log say how to fix it."+refreshed,
+	[]string{"pipeline", "reason"}, nil)
+
+// problemState is what an organization's cycles found wrong with its pipelines.
+type problemState struct {
+	current map[string]snapshot.PipelineProblem // by problemKey
+	// exists: the result of the last existence lookup of a pipeline without deployments, and
+	// when it was made.
+	exists    map[string]bool
+	checkedAt map[string]time.Time
+	// envFallback: whether the latest cycle with deployments of a pipeline found no
+	// environment in their meta-data.
+	envFallback map[string]bool
+}
+
+func newProblemState() problemState {
+	return problemState{current: map[string]snapshot.PipelineProblem{}, exists: map[string]bool{},
+		checkedAt: map[string]time.Time{}, envFallback: map[string]bool{}}
+}
+
+func problemKey(pipeline, reason string) string { return pipeline + "\x00" + reason }
+
+// existenceChecks picks the pipelines of org without any deployment yet to look up this cycle;
+// c.mu is held. None before the first backfill finished: until then every pipeline lacks
+// deployments.
+func (c *Collector) existenceChecks(org string, o *orgState, pipelines map[string]backstage.Component, now time.Time) []string {
+	if !o.wm.BackfillDone {
+		return nil
+	}
+	var out []string
+	for _, s := range sortedKeys(pipelines) {
+		if len(out) == maxExistenceChecks {
+			break
+		}
+		if c.agg.HasDeployments(pipelines[s].Label, org+"/"+s) || now.Sub(o.problems.checkedAt[s]) < existenceRecheck {
+			continue
+		}
+		o.problems.checkedAt[s] = now
+		out = append(out, s)
+	}
+	return out
+}
+
+// updateProblems recomputes org's pipeline problems after a successful cycle and logs what
+// changed (once per change, not every cycle); c.mu is held.
+func (c *Collector) updateProblems(org string, o *orgState, pipelines map[string]backstage.Component, f *fetched, fallback map[string]bool, now time.Time) {
+	ps := &o.problems
+	for s, ok := range f.exists {
+		ps.exists[s] = ok
+	}
+	for s, fb := range fallback {
+		ps.envFallback[s] = fb
+	}
+	next := map[string]snapshot.PipelineProblem{}
+	add := func(slug, reason, severity, msg string) {
+		p := snapshot.PipelineProblem{Pipeline: org + "/" + slug, Reason: reason, Severity: severity, Message: msg, Since: now}
+		if old, ok := ps.current[problemKey(p.Pipeline, reason)]; ok {
+			p.Since = old.Since
+		}
+		next[problemKey(p.Pipeline, reason)] = p
+	}
+	for _, s := range sortedKeys(pipelines) {
+		full := org + "/" + s
+		switch reason := f.unreadable[s]; {
+		case reason == reasonNotFound:
+			add(s, reason, severityError, fmt.Sprintf("Buildkite answers 404 for the builds of pipeline %s: it was renamed or deleted, the annotation misspells it (it must match the pipeline's address, buildkite.com/%s), or the token may not see it (Buildkite answers 404 then too). Fix the annotation of component %s, or give the token access.", full, full, pipelines[s].Label))
+			continue
+		case reason == reasonForbidden:
+			add(s, reason, severityError, fmt.Sprintf("Buildkite answers 403 for the builds of pipeline %s: the token lacks the read_builds scope for it. Give the token access to it.", full))
+			continue
+		}
+		if !c.agg.HasDeployments(pipelines[s].Label, full) {
+			if ok, checked := ps.exists[s]; checked && !ok {
+				add(s, reasonNotFound, severityError, fmt.Sprintf("Pipeline %s does not exist, or the token may not see it (Buildkite answers 404 for both): no build of it can be counted. Fix the annotation of component %s (the slug must match buildkite.com/%s), or give the token access.", full, pipelines[s].Label, full))
+			} else if checked {
+				add(s, reasonNoDeployments, severityWarning, fmt.Sprintf("Pipeline %s exists but no build of it finished within --history.backfill or since: there is nothing to count yet. Check that component %s deploys with this pipeline.", full, pipelines[s].Label))
+			}
+		}
+		if ps.envFallback[s] {
+			add(s, reasonNoEnvironmentMD, severityWarning, fmt.Sprintf("Deployments of pipeline %s name no environment in their meta-data, so the pipeline slug or the default environment (%s) is used. Set it in the pipeline: buildkite-agent meta-data set environment <name>.", full, c.cfg.DefaultEnvironment))
+		}
+	}
+	for k, p := range next {
+		if _, ok := ps.current[k]; !ok {
+			lvl := level.Warn
+			if p.Severity == severityError {
+				lvl = level.Error
+			}
+			lvl(c.logger).Log("msg", "Pipeline problem: "+p.Message, "organization", org, "pipeline", p.Pipeline, "reason", p.Reason)
+		}
+	}
+	for k, p := range ps.current {
+		if _, ok := next[k]; !ok {
+			level.Info(c.logger).Log("msg", "Pipeline problem resolved", "organization", org, "pipeline", p.Pipeline, "reason", p.Reason)
+		}
+	}
+	ps.current = next
+}
+
+// pipelineProblemsLocked lists the problems of the active organizations, sorted; c.mu is held.
+func (c *Collector) pipelineProblemsLocked() []snapshot.PipelineProblem {
+	var out []snapshot.PipelineProblem
+	for _, o := range c.orgs {
+		if !o.active {
+			continue
+		}
+		for _, p := range o.problems.current {
+			out = append(out, p)
+		}
+	}
+	slices.SortFunc(out, func(a, b snapshot.PipelineProblem) int {
+		if d := strings.Compare(a.Pipeline, b.Pipeline); d != 0 {
+			return d
+		}
+		return strings.Compare(a.Reason, b.Reason)
+	})
+	return out
+}
+
+// collectPipelineErrors sends buildkite_exporter_pipeline_errors for every pipeline the
+// snapshot's components link, each reason 0 or 1.
+func collectPipelineErrors(ch chan<- prometheus.Metric, s *snapshot.Snapshot) {
+	has := map[string]bool{}
+	for _, p := range s.PipelineProblems {
+		has[problemKey(p.Pipeline, p.Reason)] = true
+	}
+	seen := map[string]bool{}
+	for _, comp := range s.Components {
+		for _, p := range comp.Pipelines {
+			if seen[p] {
+				continue
+			}
+			seen[p] = true
+			for _, r := range pipelineReasons {
+				v := 0.0
+				if has[problemKey(p, r)] {
+					v = 1
+				}
+				ch <- prometheus.MustNewConstMetric(pipelineErrorsDesc, prometheus.GaugeValue, v, p, r)
+			}
+		}
+	}
+}
