@@ -228,6 +228,8 @@ func serve(f *flags, cfg *config.Config, logger log.Logger, slogger *slog.Logger
 		Retention:    time.Duration(f.retention),
 		Logger:       log.With(logger, "component", "collector"),
 		OnPublish:    bodies.Warm,
+		// For the backfill's time estimate.
+		RequestsPerMinute: f.requestsPerMinute,
 	})
 	if err != nil {
 		level.Error(logger).Log("msg", "Cannot set up the collector", "err", err)

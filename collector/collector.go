@@ -57,6 +57,9 @@ type Options struct {
 	// OnPublish, when set, is called with every snapshot after it is published, in the polling
 	// goroutine: the exposition encodes it there, so that no scrape pays for it.
 	OnPublish func(*snapshot.Snapshot)
+	// RequestsPerMinute is the client's request budget (--buildkite.requests-per-minute), for
+	// the backfill's time estimate; 0: unknown.
+	RequestsPerMinute float64
 }
 
 // Collector polls Buildkite and publishes deployment snapshots.
@@ -71,6 +74,8 @@ type Collector struct {
 	retention    time.Duration
 	logger       log.Logger
 	onPublish    func(*snapshot.Snapshot)
+	// requestsPerMinute estimates how long a backfill takes.
+	requestsPerMinute float64
 
 	snap atomic.Pointer[snapshot.Snapshot]
 	// cyclePublished is set once the snapshot of a completed poll cycle is published.
@@ -115,20 +120,21 @@ func New(opts Options) (*Collector, error) {
 		logger = log.NewNopLogger()
 	}
 	c := &Collector{
-		client:        opts.Client,
-		catalog:       opts.Catalog,
-		log:           opts.Log,
-		cfg:           cfg,
-		cls:           deployment.NewClassifier(cfg),
-		pollInterval:  opts.PollInterval,
-		backfill:      opts.Backfill,
-		retention:     opts.Retention,
-		logger:        logger,
-		onPublish:     opts.OnPublish,
-		agg:           deployment.NewAggregate(),
-		commits:       map[string]time.Time{},
-		orgs:          map[string]*orgState{},
-		loggedUnknown: map[string]bool{},
+		client:            opts.Client,
+		catalog:           opts.Catalog,
+		log:               opts.Log,
+		cfg:               cfg,
+		cls:               deployment.NewClassifier(cfg),
+		pollInterval:      opts.PollInterval,
+		backfill:          opts.Backfill,
+		retention:         opts.Retention,
+		logger:            logger,
+		onPublish:         opts.OnPublish,
+		requestsPerMinute: opts.RequestsPerMinute,
+		agg:               deployment.NewAggregate(),
+		commits:           map[string]time.Time{},
+		orgs:              map[string]*orgState{},
+		loggedUnknown:     map[string]bool{},
 	}
 	c.snap.Store(&snapshot.Snapshot{})
 	return c, nil

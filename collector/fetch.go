@@ -54,14 +54,14 @@ type fetched struct {
 // last cycle, builds not finished, and the jobs of the finished builds whose classification needs
 // them. It touches no collector state but the organization's planner, which only this cycle uses.
 func (c *Collector) fetch(ctx context.Context, org string, pipelines map[string]backstage.Component,
-	wm store.Watermark, seenBlocked map[string]bool, pl *planner, start time.Time, checkExists []string,
+	wm store.Watermark, seenBlocked map[string]bool, pl *planner, start time.Time, checkExists []string, progress *backfillProgress,
 ) (*fetched, error) {
 	unreadable := map[string]string{}
 	backfilling := !wm.BackfillDone || wm.FinishedFrom.IsZero()
 	from := wm.FinishedFrom.Add(-overlap)
 	if backfilling {
 		from = start.Add(-c.backfill)
-		level.Info(c.logger).Log("msg", "Backfilling deployment history", "organization", org, "since", from)
+		level.Info(c.logger).Log("msg", "Backfilling deployment history; deployment series appear when it completes", "organization", org, "since", from)
 	}
 	slugs := sortedKeys(pipelines)
 	// Jobs carry the block steps' timing and the evidence of retried failures. In the steady
@@ -69,7 +69,7 @@ func (c *Collector) fetch(ctx context.Context, org string, pipelines map[string]
 	// backfill, whose builds are history, lists them with their jobs instead, which costs bytes,
 	// not requests.
 	withJobs := c.cfg.ApprovalTiming == config.ApprovalTimingAll || backfilling
-	w := window{from: from, fresh: start.Sub(from).Seconds()}
+	w := window{from: from, fresh: start.Sub(from).Seconds(), progress: progress}
 	if !backfilling {
 		w.fresh, w.newSince = pl.fresh(wm.FinishedFrom, start), wm.FinishedFrom
 	}
@@ -316,6 +316,8 @@ type window struct {
 	from     time.Time // finished_from of the listing; zero for a level
 	fresh    float64
 	newSince time.Time
+	// progress follows a history backfill; nil otherwise.
+	progress *backfillProgress
 }
 
 func (w window) isNew(b *buildkite.Build) bool {
@@ -334,6 +336,8 @@ func (c *Collector) listBuilds(ctx context.Context, org string, pipelines map[st
 	l := &listing{started: now}
 	keep := func(b *buildkite.Build) bool {
 		l.saw(b)
+		w.progress.sawBuild()
+		c.maybeLogProgress(w.progress)
 		if _, ok := pipelines[b.PipelineSlug()]; !ok {
 			return false
 		}
@@ -355,6 +359,11 @@ func (c *Collector) listBuilds(ctx context.Context, org string, pipelines map[st
 		} else {
 			p = plan{orgWide: true, orgPages: 1, pipePages: p.pipePages}
 		}
+	}
+	if p.orgWide {
+		w.progress.plan(1, p.orgPages)
+	} else {
+		w.progress.plan(len(slugs)-len(unreadable), p.pipePages)
 	}
 	if p.orgWide {
 		strategy += "organization"
@@ -399,6 +408,7 @@ func (c *Collector) listBuilds(ctx context.Context, org string, pipelines map[st
 				return nil, err
 			}
 		}
+		w.progress.listingDone()
 		pl.observeOrgWide(kind, total, counts, slugs, w.fresh, time.Now())
 		return l, nil
 	}
@@ -416,6 +426,7 @@ func (c *Collector) listBuilds(ctx context.Context, org string, pipelines map[st
 				n++
 			}
 		})
+		w.progress.listingDone()
 		if reason := unreadableReason(err); reason != "" {
 			unreadable[s] = reason
 			continue

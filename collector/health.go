@@ -31,7 +31,7 @@ type healthCollector struct{ c *Collector }
 func (c *Collector) HealthCollector() prometheus.Collector { return healthCollector{c} }
 
 func (h healthCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{upDesc, lastPollDesc, pollDurationDesc, pollErrorsDesc, storageErrorsDesc, unknownEnvsDesc, pipelineErrorsDesc} {
+	for _, d := range []*prometheus.Desc{upDesc, lastPollDesc, pollDurationDesc, pollErrorsDesc, storageErrorsDesc, unknownEnvsDesc, pipelineErrorsDesc, backfillRemainingDesc} {
 		ch <- d
 	}
 }
@@ -59,6 +59,7 @@ func (h healthCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(pollDurationDesc, prometheus.GaugeValue, h.LastDuration.Seconds(), org)
 		}
 		ch <- prometheus.MustNewConstMetric(pollErrorsDesc, prometheus.CounterValue, float64(h.Errors), org)
+		ch <- prometheus.MustNewConstMetric(backfillRemainingDesc, prometheus.GaugeValue, float64(o.progress.Load().remaining()), org)
 	}
 	storageErrors := c.storageErrors
 	c.mu.Unlock()

@@ -2,6 +2,7 @@ package collector
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-kit/log/level"
@@ -22,14 +23,18 @@ type orgState struct {
 	seenBlocked map[string]time.Time
 	planner     *planner
 	problems    problemState
+	// progress follows the running history backfill; nil when none runs.
+	progress atomic.Pointer[backfillProgress]
 }
 
 // orgHealth is the poll status of one organization.
 type orgHealth struct {
 	Polled       bool // at least one poll attempt finished
 	LastOK       bool
+	LastAttempt  time.Time // when the last poll ended
 	LastSuccess  time.Time
 	LastDuration time.Duration
+	LastError    string // of the last poll, when it failed; the client keeps tokens out of errors
 	Errors       uint64
 }
 
@@ -46,12 +51,19 @@ func (c *Collector) pollOrg(ctx context.Context, org string, pipelines map[strin
 	}
 	checks := c.existenceChecks(org, o, pipelines, start)
 	c.mu.Unlock()
+	var progress *backfillProgress
+	if !wm.BackfillDone || wm.FinishedFrom.IsZero() {
+		progress = newBackfillProgress(org, start)
+		o.progress.Store(progress)
+	}
+	defer o.progress.Store(nil)
 
 	// Only this goroutine uses o.planner: pollAll runs one cycle per organization at a time.
-	f, err := c.fetch(ctx, org, pipelines, wm, seenBlocked, o.planner, start, checks)
+	f, err := c.fetch(ctx, org, pipelines, wm, seenBlocked, o.planner, start, checks, progress)
 	if err != nil {
 		c.mu.Lock()
 		o.health.Polled, o.health.LastOK, o.health.LastDuration = true, false, time.Since(start)
+		o.health.LastAttempt, o.health.LastError = time.Now(), err.Error()
 		o.health.Errors++
 		c.mu.Unlock()
 		if ctx.Err() == nil {
@@ -67,7 +79,9 @@ func (c *Collector) pollOrg(ctx context.Context, org string, pipelines map[strin
 		Now:             start,
 		CommitFirstSeen: c.commitFirstSeen,
 	})
-	c.commit(org, o, pipelines, f, res, time.Since(start))
+	if added, ok := c.commit(org, o, pipelines, f, res, time.Since(start)); ok {
+		c.logBackfillDone(progress, added)
+	}
 }
 
 // commitFirstSeen looks a commit up in the first-seen times stored so far; other
@@ -82,7 +96,8 @@ func (c *Collector) commitFirstSeen(key string) (time.Time, bool) {
 // commit appends a cycle's records, watermark and commits to the deployment log in one batch,
 // and applies the records the log reports as new to the aggregate. If the append fails the
 // watermark stays, so the next cycle reads the same builds again.
-func (c *Collector) commit(org string, o *orgState, pipelines map[string]backstage.Component, f *fetched, res deployment.Result, elapsed time.Duration) {
+// It returns how many records were new, and whether the append succeeded.
+func (c *Collector) commit(org string, o *orgState, pipelines map[string]backstage.Component, f *fetched, res deployment.Result, elapsed time.Duration) (int, bool) {
 	wm := f.watermark
 	added, err := c.log.Append(store.Batch{
 		Records:          res.Records,
@@ -92,7 +107,7 @@ func (c *Collector) commit(org string, o *orgState, pipelines map[string]backsta
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	o.health.Polled, o.health.LastOK, o.health.LastDuration = true, true, elapsed
-	o.health.LastSuccess = time.Now()
+	o.health.LastSuccess, o.health.LastAttempt, o.health.LastError = time.Now(), time.Now(), ""
 	o.live = res.Live
 	now := time.Now()
 	for id := range res.Blocked {
@@ -109,7 +124,7 @@ func (c *Collector) commit(org string, o *orgState, pipelines map[string]backsta
 	if err != nil {
 		c.storageErrors++
 		level.Error(c.logger).Log("msg", "Storing deployments failed; serving what is known and retrying next cycle", "organization", org, "records", len(res.Records), "err", err)
-		return
+		return 0, false
 	}
 	for k, t := range res.Commits {
 		if old, ok := c.commits[k]; !ok || t.Before(old) {
@@ -123,4 +138,5 @@ func (c *Collector) commit(org string, o *orgState, pipelines map[string]backsta
 	}
 	c.updateProblems(org, o, pipelines, f, res.EnvironmentFallback, now)
 	level.Debug(c.logger).Log("msg", "Polled organization", "organization", org, "records", len(res.Records), "new_records", len(added), "duration", elapsed)
+	return len(added), true
 }

@@ -42,10 +42,10 @@ func TestMisspeltPipelineIsOneProblem(t *testing.T) {
 		expect(t, h.metrics(), map[string]float64{
 			deployments("shop", "production", "shop-deploy", "passed"): 1,
 			deployments("api", "production", "api-deploy", "failed"):   1,
-			series("buildkite_up"):                                    1,
-			pipelineError("shop-deploi", "not_found"):                  1,
-			pipelineError("shop-deploy", "not_found"):                  0,
-			pipelineError("api-deploy", "not_found"):                   0,
+			series("buildkite_up"):                    1,
+			pipelineError("shop-deploi", "not_found"): 1,
+			pipelineError("shop-deploy", "not_found"): 0,
+			pipelineError("api-deploy", "not_found"):  0,
 		})
 		if !h.c.Ready() {
 			t.Error("not ready: one misspelt pipeline must not hold the organization back")
@@ -97,7 +97,7 @@ func TestMisspeltPipelineOrgWide(t *testing.T) {
 			pipelineError("idle-deploy", "no_deployments_in_window"):   1,
 			pipelineError("shop-deploy", "no_deployments_in_window"):   0,
 			pipelineError("shop-deploy", "no_environment_metadata"):    0,
-			series("buildkite_up"):                                    1,
+			series("buildkite_up"):                                     1,
 		})
 		// Looked up once, not every cycle.
 		before := len(f.Requests())

@@ -100,8 +100,8 @@ func TestReplicasAgreeOnRetriedDeployments(t *testing.T) {
 		second := start(t, f, comps)
 		a, b := deploymentSeries(first.metrics()), deploymentSeries(second.metrics())
 		expect(t, a, map[string]float64{
-			deployments("shop", "production", "shop-deploy", "passed"): 2,
-			deployments("shop", "production", "shop-deploy", "failed"): 2,
+			deployments("shop", "production", "shop-deploy", "passed"):                                              2,
+			deployments("shop", "production", "shop-deploy", "failed"):                                              2,
 			series("buildkite_deployment_recovery_seconds_count", "component", "shop", "environment", "production"): 1,
 			series("buildkite_deployment_failing", "component", "shop", "environment", "production"):                1,
 		})
