@@ -54,7 +54,7 @@ type fetched struct {
 // last cycle, builds not finished, and the jobs of the finished builds whose classification needs
 // them. It touches no collector state but the organization's planner, which only this cycle uses.
 func (c *Collector) fetch(ctx context.Context, org string, pipelines map[string]backstage.Component,
-	wm store.Watermark, seenBlocked map[string]bool, pl *planner, start time.Time, checkExists []string, progress *backfillProgress,
+	wm store.Watermark, seenBlocked map[string]bool, pl *planner, start time.Time, checkExists []string, progress *backfillProgress, catchUp bool,
 ) (*fetched, error) {
 	unreadable := map[string]string{}
 	backfilling := !wm.BackfillDone || wm.FinishedFrom.IsZero()
@@ -67,8 +67,10 @@ func (c *Collector) fetch(ctx context.Context, org string, pipelines map[string]
 	// Jobs carry the block steps' timing and the evidence of retried failures. In the steady
 	// state they are fetched only for the builds that need them (Classifier.NeedsJobs); the
 	// backfill, whose builds are history, lists them with their jobs instead, which costs bytes,
-	// not requests.
-	withJobs := c.cfg.ApprovalTiming == config.ApprovalTimingAll || backfilling
+	// not requests. So does the first cycle of a process (catchUp): which builds an earlier
+	// process saw blocked is not stored, and a build approved while the exporter was down
+	// would otherwise be counted without its approval wait.
+	withJobs := c.cfg.ApprovalTiming == config.ApprovalTimingAll || backfilling || catchUp
 	w := window{from: from, fresh: start.Sub(from).Seconds(), progress: progress}
 	if !backfilling {
 		w.fresh, w.newSince = pl.fresh(wm.FinishedFrom, start), wm.FinishedFrom

@@ -25,6 +25,8 @@ type orgState struct {
 	problems    problemState
 	// progress follows the running history backfill; nil when none runs.
 	progress atomic.Pointer[backfillProgress]
+	// caughtUp is set once a cycle of this process stored its builds (see fetch's catchUp).
+	caughtUp bool
 }
 
 // orgHealth is the poll status of one organization.
@@ -50,6 +52,7 @@ func (c *Collector) pollOrg(ctx context.Context, org string, pipelines map[strin
 		seenBlocked[id] = true
 	}
 	checks := c.existenceChecks(org, o, pipelines, start)
+	catchUp := !o.caughtUp
 	c.mu.Unlock()
 	var progress *backfillProgress
 	if !wm.BackfillDone || wm.FinishedFrom.IsZero() {
@@ -59,7 +62,9 @@ func (c *Collector) pollOrg(ctx context.Context, org string, pipelines map[strin
 	defer o.progress.Store(nil)
 
 	// Only this goroutine uses o.planner: pollAll runs one cycle per organization at a time.
-	f, err := c.fetch(ctx, org, pipelines, wm, seenBlocked, o.planner, start, checks, progress)
+	cycleCtx, cancel := context.WithTimeout(ctx, c.cycleTimeout(progress != nil))
+	defer cancel()
+	f, err := c.fetch(cycleCtx, org, pipelines, wm, seenBlocked, o.planner, start, checks, progress, catchUp)
 	if err != nil {
 		c.mu.Lock()
 		o.health.Polled, o.health.LastOK, o.health.LastDuration = true, false, time.Since(start)
@@ -82,6 +87,24 @@ func (c *Collector) pollOrg(ctx context.Context, org string, pipelines map[strin
 	if added, ok := c.commit(org, o, pipelines, f, res, time.Since(start)); ok {
 		c.logBackfillDone(progress, added)
 	}
+}
+
+const (
+	// minCycleTimeout and cycleTimeoutIntervals bound a steady-state cycle: a hostile or
+	// stalled API (a body trickling a byte every few seconds) must not hold an organization's
+	// poll, and buildkite_up, for ever. backfillTimeout bounds a backfill, which at 30 requests a
+	// minute legitimately takes an hour or two.
+	minCycleTimeout       = 5 * time.Minute
+	cycleTimeoutIntervals = 10
+	backfillTimeout       = 12 * time.Hour
+)
+
+// cycleTimeout is the deadline of one organization's cycle.
+func (c *Collector) cycleTimeout(backfilling bool) time.Duration {
+	if backfilling {
+		return backfillTimeout
+	}
+	return max(minCycleTimeout, cycleTimeoutIntervals*c.pollInterval)
 }
 
 // commitFirstSeen looks a commit up in the first-seen times stored so far; other
@@ -132,6 +155,7 @@ func (c *Collector) commit(org string, o *orgState, pipelines map[string]backsta
 		}
 	}
 	o.wm = wm
+	o.caughtUp = true
 	for _, r := range added {
 		c.agg.Apply(r)
 		delete(o.seenBlocked, r.BuildID)
