@@ -64,11 +64,12 @@ type Options struct {
 
 // Collector polls Buildkite and publishes deployment snapshots.
 type Collector struct {
-	client       Client
-	catalog      func() []backstage.Component
-	log          store.Log
-	cfg          *config.Config
-	cls          deployment.Classifier
+	client  Client
+	catalog func() []backstage.Component
+	log     store.Log
+	// settings is the configuration and its classifier; SetConfig swaps them whole, so a
+	// cycle reads one or the other, never half of each.
+	settings     atomic.Pointer[settings]
 	pollInterval time.Duration
 	backfill     time.Duration
 	retention    time.Duration
@@ -123,8 +124,6 @@ func New(opts Options) (*Collector, error) {
 		client:            opts.Client,
 		catalog:           opts.Catalog,
 		log:               opts.Log,
-		cfg:               cfg,
-		cls:               deployment.NewClassifier(cfg),
 		pollInterval:      opts.PollInterval,
 		backfill:          opts.Backfill,
 		retention:         opts.Retention,
@@ -136,8 +135,50 @@ func New(opts Options) (*Collector, error) {
 		orgs:              map[string]*orgState{},
 		loggedUnknown:     map[string]bool{},
 	}
+	c.settings.Store(&settings{cfg: cfg, cls: deployment.NewClassifier(cfg)})
 	c.snap.Store(&snapshot.Snapshot{})
 	return c, nil
+}
+
+type settings struct {
+	cfg *config.Config
+	cls deployment.Classifier
+	// from is when this configuration took effect (zero: at start); earlier is the one before
+	// it, for builds that finished before from (see classify).
+	from    time.Time
+	earlier *settings
+}
+
+// maxConfigHistory bounds how many earlier configurations are kept for builds re-read after a
+// reload; beyond it the oldest kept classifies everything older.
+const maxConfigHistory = 16
+
+func (c *Collector) config() *config.Config            { return c.settings.Load().cfg }
+func (c *Collector) classifier() deployment.Classifier { return c.settings.Load().cls }
+
+// SetConfig makes cfg the configuration of the next poll cycles and snapshots (a reload).
+// Objectives apply to the snapshot, which is published at once. Environment aliases and the
+// default environment apply to deployments that finish from now on: a build that finished
+// before is classified as before whenever it is read again (the poll overlap, a backfill), so
+// that a re-read never counts an outcome twice under two environment names. A nil cfg is
+// config.Default().
+func (c *Collector) SetConfig(cfg *config.Config) {
+	if cfg == nil {
+		cfg = config.Default()
+	}
+	old := c.settings.Load()
+	next := &settings{cfg: cfg, cls: deployment.NewClassifier(cfg), from: time.Now(), earlier: old}
+	n := 0
+	for e := next; e != nil; e = e.earlier {
+		if n++; n == maxConfigHistory {
+			e.earlier = nil
+		}
+	}
+	c.settings.Store(next)
+	c.mu.Lock()
+	s := c.snapshotLocked()
+	c.mu.Unlock()
+	c.publish(s)
 }
 
 // Snapshot returns the latest published snapshot; never nil. It must not be modified.
@@ -297,7 +338,7 @@ func (c *Collector) snapshotLocked() *snapshot.Snapshot {
 		}
 	}
 	s := c.agg.Snapshot(deployment.SnapshotInput{
-		Config: c.cfg, Catalog: c.comps, Live: live, Polled: c.started, Taken: time.Now(),
+		Config: c.config(), Catalog: c.comps, Live: live, Polled: c.started, Taken: time.Now(),
 	})
 	s.PipelineProblems = c.pipelineProblemsLocked()
 	for _, env := range s.UnknownEnvironments {

@@ -1,8 +1,10 @@
 package collector
 
 import (
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/config"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/backstage"
@@ -31,4 +33,32 @@ func TestNewValidatesOptions(t *testing.T) {
 			t.Errorf("%s: New = %v, want an error about %q", name, err, tc.want)
 		}
 	}
+}
+
+// TestSetConfig: a reloaded configuration applies at once to the objectives of the snapshot
+// and, for builds classified from then on, to the environment aliases; stored records keep the
+// environment they were counted under.
+func TestSetConfig(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFake()
+		f.AddBuild(testOrg, "shop", finished(time.Now().Add(-time.Hour), time.Minute, "passed", map[string]string{"environment": "prod-east"}))
+		h := start(t, f, []backstage.Component{component("shop", "shop")})
+		objective := series("buildkite_deployment_slo_objective_ratio", "component", "shop", "environment", "production", "slo", "success")
+		expect(t, h.metrics(), map[string]float64{
+			deployments("shop", "prod-east", "shop", "passed"): 1,
+			objective: absent, // no production deployment yet
+		})
+		cfg := config.Default()
+		cfg.EnvironmentAliases = map[string]string{"prod-east": "production"}
+		v := 0.99
+		cfg.SLOs.Objectives["production"] = config.Objective{Success: &v}
+		h.c.SetConfig(cfg)
+		f.AddBuild(testOrg, "shop", finished(time.Now().Add(-time.Minute), time.Second, "passed", map[string]string{"environment": "prod-east"}))
+		h.next()
+		expect(t, h.metrics(), map[string]float64{
+			deployments("shop", "prod-east", "shop", "passed"):  1,
+			deployments("shop", "production", "shop", "passed"): 1,
+			objective: 0.99,
+		})
+	})
 }

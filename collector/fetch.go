@@ -70,7 +70,7 @@ func (c *Collector) fetch(ctx context.Context, org string, pipelines map[string]
 	// not requests. So does the first cycle of a process (catchUp): which builds an earlier
 	// process saw blocked is not stored, and a build approved while the exporter was down
 	// would otherwise be counted without its approval wait.
-	withJobs := c.cfg.ApprovalTiming == config.ApprovalTimingAll || backfilling || catchUp
+	withJobs := c.config().ApprovalTiming == config.ApprovalTimingAll || backfilling || catchUp
 	w := window{from: from, fresh: start.Sub(from).Seconds(), progress: progress}
 	if !backfilling {
 		w.fresh, w.newSince = pl.fresh(wm.FinishedFrom, start), wm.FinishedFrom
@@ -118,7 +118,7 @@ func (c *Collector) fetch(ctx context.Context, org string, pipelines map[string]
 	// approval in any sense the gauges report.
 	lo, err := c.listBuilds(ctx, org, pipelines, slugs, unreadable, queryOpen, pl, window{fresh: 1}, buildkite.ListBuildsOptions{
 		States:          openStates,
-		CreatedFrom:     start.Add(-2 * c.cfg.AwaitingApprovalMaxAge.Std()),
+		CreatedFrom:     start.Add(-2 * c.config().AwaitingApprovalMaxAge.Std()),
 		ExcludeJobs:     true,
 		ExcludePipeline: true,
 	})
@@ -188,7 +188,7 @@ func unreadableReason(err error) string {
 func (c *Collector) fetchJobs(ctx context.Context, org string, builds []buildkite.Build, seenBlocked map[string]bool) error {
 	for i := range builds {
 		b := &builds[i]
-		if !c.cls.NeedsJobs(b, seenBlocked[b.ID]) {
+		if !c.classifier().NeedsJobs(b, seenBlocked[b.ID]) {
 			continue
 		}
 		slug := b.PipelineSlug()

@@ -2,12 +2,14 @@ package collector
 
 import (
 	"context"
+	"maps"
 	"sync/atomic"
 	"time"
 
 	"github.com/go-kit/log/level"
 
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/backstage"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/buildkite"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/deployment"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/store"
 )
@@ -76,7 +78,7 @@ func (c *Collector) pollOrg(ctx context.Context, org string, pipelines map[strin
 		}
 		return
 	}
-	res := c.cls.Classify(deployment.Input{
+	res := c.classify(deployment.Input{
 		Organization:    org,
 		Pipelines:       pipelines,
 		Finished:        f.finished,
@@ -105,6 +107,48 @@ func (c *Collector) cycleTimeout(backfilling bool) time.Duration {
 		return backfillTimeout
 	}
 	return max(minCycleTimeout, cycleTimeoutIntervals*c.pollInterval)
+}
+
+// classify classifies a cycle's builds, each finished build with the configuration in effect
+// when it finished (see SetConfig), the open builds with the current one.
+func (c *Collector) classify(in deployment.Input) deployment.Result {
+	cur := c.settings.Load()
+	if cur.earlier == nil {
+		return cur.cls.Classify(in)
+	}
+	groups := map[*settings][]buildkite.Build{}
+	for _, b := range in.Finished {
+		e := cur
+		for e.earlier != nil && b.FinishedAt.Before(e.from) {
+			e = e.earlier
+		}
+		groups[e] = append(groups[e], b)
+	}
+	main := in
+	main.Finished = groups[cur]
+	res := cur.cls.Classify(main)
+	for e, builds := range groups {
+		if e == cur {
+			continue
+		}
+		old := in
+		old.Finished, old.Open = builds, nil
+		r := e.cls.Classify(old)
+		res.Records = append(res.Records, r.Records...)
+		for k, t := range r.Commits {
+			if t0, ok := res.Commits[k]; !ok || t.Before(t0) {
+				res.Commits[k] = t
+			}
+		}
+		maps.Copy(res.Blocked, r.Blocked)
+		for s, fb := range r.EnvironmentFallback {
+			if _, ok := res.EnvironmentFallback[s]; !ok {
+				res.EnvironmentFallback[s] = fb
+			}
+		}
+	}
+	deployment.SortRecords(res.Records)
+	return res
 }
 
 // commitFirstSeen looks a commit up in the first-seen times stored so far; other
@@ -140,7 +184,7 @@ func (c *Collector) commit(org string, o *orgState, pipelines map[string]backsta
 	}
 	// Forget builds blocked so long ago they can no longer be awaiting approval.
 	for id, t := range o.seenBlocked {
-		if now.Sub(t) > 2*c.cfg.AwaitingApprovalMaxAge.Std() {
+		if now.Sub(t) > 2*c.config().AwaitingApprovalMaxAge.Std() {
 			delete(o.seenBlocked, id)
 		}
 	}

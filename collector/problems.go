@@ -118,7 +118,7 @@ func (c *Collector) updateProblems(org string, o *orgState, pipelines map[string
 			}
 		}
 		if ps.envFallback[s] {
-			add(s, reasonNoEnvironmentMD, severityWarning, fmt.Sprintf("Deployments of pipeline %s name no environment in their meta-data, so the pipeline slug or the default environment (%s) is used. Set it in the pipeline: buildkite-agent meta-data set environment <name>.", full, c.cfg.DefaultEnvironment))
+			add(s, reasonNoEnvironmentMD, severityWarning, fmt.Sprintf("Deployments of pipeline %s name no environment in their meta-data, so the pipeline slug or the default environment (%s) is used. Set it in the pipeline: buildkite-agent meta-data set environment <name>.", full, c.config().DefaultEnvironment))
 		}
 	}
 	for k, p := range next {

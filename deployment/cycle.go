@@ -114,13 +114,18 @@ func (c Classifier) Classify(in Input) Result {
 			res.Records = append(res.Records, c.records(in, &res, comp, slug, b, o)...)
 		}
 	}
-	slices.SortStableFunc(res.Records, func(a, b store.Record) int {
+	SortRecords(res.Records)
+	return res
+}
+
+// SortRecords sorts records by finish time then key: the order the aggregate applies them in.
+func SortRecords(records []store.Record) {
+	slices.SortStableFunc(records, func(a, b store.Record) int {
 		if d := a.FinishedAt.Compare(b.FinishedAt); d != 0 {
 			return d
 		}
 		return strings.Compare(a.Key, b.Key)
 	})
-	return res
 }
 
 // records makes the records of one outcome of a build, one per environment it deploys to.
