@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"reflect"
 	"syscall"
 	"time"
 
@@ -36,6 +37,8 @@ import (
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/exposition"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/internal/logging"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/internal/secret"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/internal/webguard"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/reload"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/store"
 )
 
@@ -166,6 +169,16 @@ func catalogSources(f *flags, logger log.Logger) ([]backstage.Source, error) {
 }
 
 func serve(f *flags, cfg *config.Config, logger log.Logger, slogger *slog.Logger) int {
+	webConfig := ""
+	if f.toolkit.WebConfigFile != nil {
+		webConfig = *f.toolkit.WebConfigFile
+	}
+	if webConfig != "" {
+		if err := webguard.Check(webConfig); err != nil {
+			level.Error(logger).Log("msg", "Invalid --web.config.file", "file", webConfig, "err", err)
+			return 1
+		}
+	}
 	level.Info(logger).Log("msg", "Starting "+exporterName, "version", version.Info())
 	level.Info(logger).Log("msg", "Build context", "build_context", version.BuildContext())
 
@@ -264,22 +277,42 @@ func serve(f *flags, cfg *config.Config, logger log.Logger, slogger *slog.Logger
 		}
 		return nil
 	})
+	reloader := reload.New(reg, log.With(logger, "component", "reload"),
+		reload.Step{Name: "config file", Run: func(context.Context) error {
+			next, err := config.Load(f.configFile)
+			if err != nil {
+				return err
+			}
+			if !reflect.DeepEqual(next.Alerts, cfg.Alerts) || !reflect.DeepEqual(next.SLOs.Window, cfg.SLOs.Window) {
+				level.Warn(logger).Log("msg", "Alert thresholds or the SLO window changed: they live in the rules, not in this process; regenerate them with the rules command and reload Prometheus")
+			}
+			coll.SetConfig(next)
+			cfg = next
+			return nil
+		}},
+		reload.Step{Name: "web config file", Run: func(context.Context) error {
+			if webConfig == "" {
+				return nil
+			}
+			return webguard.Check(webConfig)
+		}},
+		reload.Step{Name: "catalog", Run: catalog.Refresh},
+	)
 	g.Go(func() error {
 		for {
 			select {
 			case <-ctx.Done():
 				return nil
 			case <-hup:
-				level.Info(logger).Log("msg", "SIGHUP: re-reading the catalog")
-				if err := catalog.Refresh(ctx); err != nil {
-					level.Error(logger).Log("msg", "Catalog refresh failed; keeping the last good catalog", "err", err)
-				}
+				level.Info(logger).Log("msg", "SIGHUP: reloading the config file and the catalog")
+				_ = reloader.Reload(ctx) // logged by the reloader
 			}
 		}
 	})
 
 	srv := &http.Server{
-		Handler:           newMux(f, coll, bodies, prometheus.Gatherers{exporterReg, reg}, exporterReg, logger, func() bool { return tokenCheck.Ready() && coll.Ready() }),
+		Handler: webguard.New(webConfig).Handler(newMux(f, coll, bodies, reloader, prometheus.Gatherers{exporterReg, reg}, exporterReg, logger,
+			func() bool { return tokenCheck.Ready() && coll.Ready() })),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      2 * time.Minute,
@@ -305,18 +338,37 @@ func serve(f *flags, cfg *config.Config, logger log.Logger, slogger *slog.Logger
 		}
 		return nil
 	})
-	// The failing member has logged why; a signal is a clean stop.
-	if g.Wait() != nil {
+	// The failing member has logged why; a signal is a clean stop. Once asked to stop, the
+	// process ends within shutdownGrace even if a member hangs (a read that ignores its
+	// deadline), rather than living on without its HTTP server.
+	waited := make(chan error, 1)
+	go func() { waited <- g.Wait() }()
+	var stopErr error
+	select {
+	case stopErr = <-waited:
+	case <-ctx.Done():
+		select {
+		case stopErr = <-waited:
+		case <-time.After(shutdownGrace):
+			level.Error(logger).Log("msg", "Shutdown did not finish in time; exiting anyway", "grace", shutdownGrace)
+			return 1
+		}
+	}
+	if stopErr != nil {
 		return 1
 	}
 	return 0
 }
 
+// shutdownGrace is how long a stopping process waits for its members.
+const shutdownGrace = 30 * time.Second
+
 // newMux serves the metrics, health and readiness endpoints and the landing page. /metrics is
 // the exporter's own registries (gathered at each scrape, merged as node_exporter merges them)
 // followed by the deployment series of the latest snapshot, from bodies.
-func newMux(f *flags, coll *collector.Collector, bodies *exposition.Bodies, own prometheus.Gatherer, exporterReg *prometheus.Registry, logger log.Logger, ready func() bool) http.Handler {
+func newMux(f *flags, coll *collector.Collector, bodies *exposition.Bodies, reloader *reload.Reloader, own prometheus.Gatherer, exporterReg *prometheus.Registry, logger log.Logger, ready func() bool) http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle("/-/reload", reloader.Handler(time.Minute))
 	handler := exposition.NewHandler(coll.Snapshot, own, exposition.HandlerOpts{
 		Logger: logger, MaxRequestsInFlight: f.maxRequests, Bodies: bodies,
 	})

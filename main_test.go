@@ -894,3 +894,94 @@ spec: {owner: team-sandbox, type: service, lifecycle: experimental}
 			"environment": "production", "pipeline": "acme/sandbox", "state": "passed"}) == 5
 	})
 }
+
+// TestReloadConfig: POST /-/reload and SIGHUP re-read --config.file: a new objective shows at
+// once; a broken file answers 500 naming the error, keeps the running configuration and sets
+// buildkite_exporter_config_last_reload_successful to 0, until a good file is reloaded.
+func TestReloadConfig(t *testing.T) {
+	dir, apiURL := fixtureOrg(t)
+	cfgFile := filepath.Join(dir, "config.yml")
+	write := func(s string) {
+		if err := os.WriteFile(cfgFile, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("slos:\n  objectives:\n    production: {success: 0.95}\n")
+	e := startExporter(t, nil, append(fixtureArgs(dir, apiURL), "--config.file="+cfgFile)...)
+	e.waitFor("/-/ready", 60*time.Second, func() bool { code, _ := e.get("/-/ready"); return code == 200 })
+	objective := map[string]string{"component": "shop", "environment": "production", "slo": "success"}
+	reloadOK := func() float64 {
+		_, body := e.get("/metrics")
+		return sample(t, body, "buildkite_exporter_config_last_reload_successful", nil)
+	}
+	if _, body := e.get("/metrics"); sample(t, body, "buildkite_deployment_slo_objective_ratio", objective) != 0.95 || reloadOK() != 1 {
+		t.Fatalf("before the reload: objective %v, reload ok %v", sample(t, body, "buildkite_deployment_slo_objective_ratio", objective), reloadOK())
+	}
+	post := func() (int, string) {
+		resp, err := http.Post(e.url+"/-/reload", "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	write("slos:\n  objectives:\n    production: {success: 0.99}\n")
+	if code, body := post(); code != 200 {
+		t.Fatalf("POST /-/reload: %d %s", code, body)
+	}
+	if _, body := e.get("/metrics"); sample(t, body, "buildkite_deployment_slo_objective_ratio", objective) != 0.99 {
+		t.Errorf("after the reload the objective is %v, want 0.99", sample(t, body, "buildkite_deployment_slo_objective_ratio", objective))
+	}
+	write("slos:\n  objectivs:\n    production: {success: 0.5}\n")
+	if code, body := post(); code != 500 || !strings.Contains(body, "objectivs") {
+		t.Errorf("broken file: %d %q, want 500 naming the unknown key", code, body)
+	}
+	if _, body := e.get("/metrics"); sample(t, body, "buildkite_deployment_slo_objective_ratio", objective) != 0.99 || reloadOK() != 0 {
+		t.Errorf("after a failed reload: objective %v (want the running 0.99), reload ok %v (want 0)",
+			sample(t, body, "buildkite_deployment_slo_objective_ratio", objective), reloadOK())
+	}
+	write("slos:\n  objectives:\n    production: {success: 0.9}\n")
+	if err := e.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor("the SIGHUP reload", 20*time.Second, func() bool {
+		_, body := e.get("/metrics")
+		return sample(t, body, "buildkite_deployment_slo_objective_ratio", objective) == 0.9 && reloadOK() == 1
+	})
+	if code, _ := e.get("/-/reload"); code != http.StatusMethodNotAllowed {
+		t.Errorf("GET /-/reload: %d, want 405", code)
+	}
+}
+
+// TestWebConfigFailsClosed: an empty --web.config.file is refused at start, and one emptied
+// while the exporter runs makes it answer 503 rather than serve without its basic auth.
+func TestWebConfigFailsClosed(t *testing.T) {
+	dir, apiURL := fixtureOrg(t)
+	webFile := filepath.Join(dir, "web.yml")
+	if err := os.WriteFile(webFile, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := startExporter(t, nil, append(fixtureArgs(dir, apiURL), "--web.config.file="+webFile)...)
+	select {
+	case err := <-e.exited:
+		e.exited <- err // for the cleanup
+		if !strings.Contains(e.log(), "Invalid --web.config.file") || !strings.Contains(e.log(), "empty") {
+			t.Errorf("exit without naming the empty web config:\n%s", e.log())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("an empty web config file was accepted")
+	}
+	// user prometheus, password "test".
+	if err := os.WriteFile(webFile, []byte("basic_auth_users:\n  prometheus: $2y$10$Ex/AbSjnmKJX8VGDzm1i3OOeT7tI.6nsWt7K8iKS2E4/vUe2s6nxe\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e = startExporter(t, nil, append(fixtureArgs(dir, apiURL), "--web.config.file="+webFile)...)
+	e.waitFor("the server", 30*time.Second, func() bool { code, _ := e.get("/metrics"); return code == 401 })
+	if err := os.WriteFile(webFile, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := e.get("/metrics"); code != http.StatusServiceUnavailable {
+		t.Errorf("web config emptied while running: /metrics answers %d without credentials, want 503\n%.300s", code, body)
+	}
+}
