@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"reflect"
+	"strings"
 	"syscall"
 	"time"
 
@@ -31,6 +32,7 @@ import (
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/alerts"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/backstage"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/buildkite"
+	checklist "github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/check"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/collector"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/config"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/dashboards"
@@ -76,7 +78,8 @@ func run(args []string) int {
 	app := kingpin.New(exporterName, "Prometheus exporter for Buildkite deployments of Backstage components.")
 	f := registerFlags(app)
 	serveCmd := app.Command("serve", "Poll Buildkite and serve /metrics (the default).").Default()
-	checkCmd := app.Command("check", "Validate --config.file and the catalog, and report every problem found; exits 1 when there is one.")
+	checkCmd := app.Command("check", "The troubleshooting checklist: validate --config.file, --web.config.file and the catalog, then ask the Buildkite API about the token, organizations, pipelines and recent builds. Exits 1 on any error, 0 on warnings only.")
+	cf := registerCheckFlags(checkCmd)
 	rulesCmd := app.Command("rules", "Print the bundled Prometheus recording and alert rules, with the thresholds of --config.file.")
 	backstageCmd := app.Command("backstage", "Print, for every component in the catalog, the Backstage annotations and links that point at the dashboards.")
 	app.Version(version.Print(exporterName))
@@ -93,6 +96,9 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
+	if cmd == checkCmd.FullCommand() {
+		return check(f, cf, logger) // reports every --config.file problem itself
+	}
 	cfg, err := config.Load(f.configFile)
 	if err != nil {
 		level.Error(logger).Log("msg", "Invalid configuration file; fix it or run without --config.file for the defaults", "file", f.configFile, "err", err)
@@ -102,8 +108,6 @@ func run(args []string) int {
 	switch cmd {
 	case rulesCmd.FullCommand():
 		return printRules(cfg, f, logger)
-	case checkCmd.FullCommand():
-		return check(f, cfg, logger)
 	case backstageCmd.FullCommand():
 		return printBackstage(f, logger)
 	case serveCmd.FullCommand():
@@ -136,7 +140,7 @@ func registerFlags(app *kingpin.Application) *flags {
 	app.Flag("storage.path", "Directory of the deployment log, which keeps counters across restarts. Empty keeps it in memory only.").
 		Default("./data").StringVar(&f.storagePath)
 	app.Flag("storage.retention", "Deployment records older than this are compacted into per-series totals.").Default("400d").SetValue(&f.retention)
-	app.Flag("grafana.url", "Grafana base URL, for the links printed by the backstage command.").Default("https://grafana.example.com").StringVar(&f.grafanaURL)
+	app.Flag("grafana.url", "Grafana base URL, for the links printed by the backstage command.").Default(checklist.PlaceholderGrafanaURL).StringVar(&f.grafanaURL)
 	app.Flag("alerts.runbook-url", "Base URL of the runbook the rules' runbook_url annotations point at (rules command).").
 		Default(alerts.DefaultRunbookURL).StringVar(&f.runbookURL)
 	logging.AddFlags(app, &f.log)
@@ -415,66 +419,59 @@ func printRules(cfg *config.Config, f *flags, logger log.Logger) int {
 	return 0
 }
 
-// check loads the catalog once and, when a token is configured, checks its scopes; it prints one
-// line per problem and exits 1 when there is any, so it fits a CI step or an init container.
-func check(f *flags, cfg *config.Config, logger log.Logger) int {
-	problems := 0
-	if f.configFile != "" {
-		fmt.Printf("config %s: OK\n", f.configFile)
-	}
-	sources, err := catalogSources(f, log.NewNopLogger())
-	if err != nil {
-		fmt.Printf("catalog: %v\n", err)
-		return 1
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	res, err := backstage.Load(ctx, sources...)
-	if err != nil {
-		fmt.Printf("catalog: %v\n", err)
-		problems++
-	}
-	for _, p := range res.Problems {
-		fmt.Printf("catalog problem: %s\n", p)
-		problems++
-	}
-	links := 0
-	for _, c := range res.Components {
-		links += len(c.Pipelines)
-	}
-	fmt.Printf("catalog: %d components linked to %d pipelines\n", len(res.Components), links)
+// checkFlags are the flags of the check command.
+type checkFlags struct {
+	output      string
+	maxRequests int
+	offline     bool
+}
 
-	token, err := secret.Load(f.tokenFile, "BUILDKITE_API_TOKEN")
-	switch {
-	case errors.Is(err, secret.ErrMissing):
-		fmt.Println("buildkite token: not configured, not checked")
-	case err != nil:
-		fmt.Printf("buildkite token: %v\n", err)
-		problems++
-	default:
-		client, err := buildkite.NewClient(buildkite.Config{BaseURL: f.apiURL, Token: token, RequestsPerMinute: f.requestsPerMinute,
-			UserAgent: version.ComponentUserAgent(exporterName), Logger: logger})
-		if err == nil {
-			var st buildkite.TokenStatus
-			if st, err = buildkite.NewTokenChecker(client, requiredScopes, nil, nil).CheckOnce(ctx); err == nil {
-				for _, scope := range st.Missing {
-					fmt.Printf("buildkite token: missing scope %s; create a token with read_builds and read_pipelines\n", scope)
-					problems++
-				}
-				fmt.Printf("buildkite token: scopes %v\n", st.Scopes)
-			}
-		}
-		if err != nil {
-			fmt.Printf("buildkite token: %v\n", err)
-			problems++
-		}
+func registerCheckFlags(cmd *kingpin.CmdClause) *checkFlags {
+	c := &checkFlags{}
+	cmd.Flag("output", "Output format: table (for a person) or json (schema_version 1, see the README).").
+		Default("table").EnumVar(&c.output, "table", "json")
+	cmd.Flag("check.max-requests", "At most this many Buildkite API requests; what the cap leaves out is listed as not checked.").
+		Default(fmt.Sprint(checklist.DefaultMaxRequests)).IntVar(&c.maxRequests)
+	cmd.Flag("offline", "Do not ask the Buildkite API: check the files and the catalog only (CI, init containers).").BoolVar(&c.offline)
+	return c
+}
+
+// check runs the troubleshooting checklist and prints it as a table or JSON; it exits 1 when a
+// finding is an error, so it fits a CI step or an init container.
+func check(f *flags, cf *checkFlags, logger log.Logger) int {
+	if cf.maxRequests < 1 {
+		fmt.Fprintf(os.Stderr, "%s: --check.max-requests must be at least 1 (use --offline to ask the API nothing)\n", exporterName)
+		return 2
 	}
-	if problems > 0 {
-		fmt.Printf("%d problem(s) found\n", problems)
+	sources, catalogErr := catalogSources(f, log.NewNopLogger())
+	token, tokenErr := secret.Load(f.tokenFile, "BUILDKITE_API_TOKEN")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	report := checklist.Run(ctx, checklist.Options{
+		ConfigFile:        f.configFile,
+		WebConfigFile:     *f.toolkit.WebConfigFile,
+		Catalog:           sources,
+		CatalogErr:        catalogErr,
+		GrafanaURL:        f.grafanaURL,
+		Token:             token,
+		TokenErr:          tokenErr,
+		APIURL:            f.apiURL,
+		RequestsPerMinute: f.requestsPerMinute,
+		UserAgent:         version.ComponentUserAgent(exporterName),
+		Logger:            logger,
+		Backfill:          time.Duration(f.backfill),
+		MaxRequests:       cf.maxRequests,
+		Offline:           cf.offline,
+	})
+	write := report.WriteTable
+	if cf.output == "json" {
+		write = report.WriteJSON
+	}
+	if err := write(os.Stdout); err != nil {
+		level.Error(logger).Log("msg", "Cannot write the report", "err", err)
 		return 1
 	}
-	fmt.Println("no problems found")
-	return 0
+	return report.ExitCode()
 }
 
 func printBackstage(f *flags, logger log.Logger) int {
@@ -486,12 +483,24 @@ func printBackstage(f *flags, logger log.Logger) int {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	res, err := backstage.Load(ctx, sources...)
-	if err != nil {
+	if err != nil && len(res.Components) == 0 {
 		level.Error(logger).Log("msg", "Cannot read the catalog", "err", err)
 		return 1
 	}
+	// Every entity left out is named on stderr, so that stdout holds only the valid ones and
+	// nobody mistakes it for the whole catalog.
+	for _, p := range res.Problems {
+		fmt.Fprintf(os.Stderr, "skipped: %s\n", p)
+	}
+	if strings.TrimSuffix(f.grafanaURL, "/") == checklist.PlaceholderGrafanaURL {
+		fmt.Fprintf(os.Stderr, "warning: --grafana.url is the placeholder %s: the links below point nowhere; set --grafana.url to your Grafana's root URL\n", checklist.PlaceholderGrafanaURL)
+	}
 	if err := dashboards.BackstageAnnotations(os.Stdout, res.Components, f.grafanaURL); err != nil {
 		level.Error(logger).Log("msg", "Cannot print the annotations", "err", err)
+		return 1
+	}
+	if len(res.Problems) > 0 {
+		fmt.Fprintf(os.Stderr, "%d catalog problem(s): the entities above were skipped; run the check command for fixes\n", len(res.Problems))
 		return 1
 	}
 	return 0

@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -461,13 +462,43 @@ func TestTokenWithoutScopeStaysNotReady(t *testing.T) {
 	}
 }
 
+// runCheck runs the binary's check command with the fixture's catalog, API and token plus args;
+// it returns stdout, stderr and the exit status.
+func runCheck(t *testing.T, dir, apiURL string, env []string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	all := append([]string{"check", "--catalog.file=" + filepath.Join(dir, "catalog"), "--buildkite.api-url=" + apiURL,
+		"--buildkite.token-file=" + filepath.Join(dir, "token"), "--buildkite.requests-per-minute=6000",
+		"--grafana.url=https://grafana.acme.test"}, args...)
+	cmd := exec.Command(binary, all...)
+	cmd.Env = append(slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "BUILDKITE_API_TOKEN=") }), env...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &exit):
+		code = exit.ExitCode()
+	default:
+		t.Fatal(err)
+	}
+	if strings.Contains(out.String()+errOut.String(), fixture.Token) {
+		t.Error("check printed the token")
+	}
+	return out.String(), errOut.String(), code
+}
+
 func TestCheckCommand(t *testing.T) {
 	dir, apiURL := fixtureOrg(t)
-	args := []string{"check", "--catalog.file=" + filepath.Join(dir, "catalog"), "--buildkite.api-url=" + apiURL,
-		"--buildkite.token-file=" + filepath.Join(dir, "token")}
-	out, err := exec.Command(binary, args...).CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "no problems found") || !strings.Contains(string(out), "4 components") {
-		t.Errorf("check of the fixture: %v\n%s", err, out)
+	out, stderr, code := runCheck(t, dir, apiURL, nil)
+	// The fixture's api, worker pipelines set no environment meta-data: warnings, exit 0.
+	if code != 0 || !strings.Contains(out, "OK with 3 warnings") || !strings.Contains(out, "4 components") {
+		t.Errorf("check of the fixture: exit %d\n%s%s", code, out, stderr)
+	}
+	for _, want := range []string{"SEVERITY", "ok        token", "acme/worker", "fix: set it in the deploy step"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("check output lacks %q:\n%s", want, out)
+		}
 	}
 
 	bad := filepath.Join(dir, "catalog", "broken.yaml")
@@ -481,39 +512,170 @@ spec: {owner: team-x, type: service, lifecycle: production}
 `), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, err = exec.Command(binary, args...).CombinedOutput()
-	var exit *exec.ExitError
-	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
-		t.Fatalf("check with a broken entity: want exit 1, got %v\n%s", err, out)
+	out, _, code = runCheck(t, dir, apiURL, nil)
+	if code != 1 {
+		t.Fatalf("check with a broken entity: want exit 1, got %d\n%s", code, out)
 	}
-	if !strings.Contains(string(out), "broken.yaml") || !strings.Contains(string(out), "invalid_annotation") {
+	if !strings.Contains(out, "broken.yaml") || !strings.Contains(out, "invalid_annotation") {
 		t.Errorf("check does not name the file and the reason:\n%s", out)
 	}
-	if !strings.Contains(string(out), "4 components") {
+	if !strings.Contains(out, "4 components") || !strings.Contains(out, "ok        pipeline") {
 		t.Errorf("a broken entity hid the valid ones:\n%s", out)
 	}
 }
 
-// check reports each missing scope on its own line, then the token's scopes.
+// check reports each missing scope as an error, and no scope the token has.
 func TestCheckCommandMissingScope(t *testing.T) {
 	dir, apiURL := fixtureOrg(t, "read_pipelines")
-	out, err := exec.Command(binary, "check", "--catalog.file="+filepath.Join(dir, "catalog"), "--buildkite.api-url="+apiURL,
-		"--buildkite.token-file="+filepath.Join(dir, "token")).CombinedOutput()
+	out, _, code := runCheck(t, dir, apiURL, nil)
+	if code != 1 {
+		t.Fatalf("check with a scope missing: want exit 1, got %d\n%s", code, out)
+	}
+	if !strings.Contains(out, "lacks the read_builds scope") || !strings.Contains(out, "the token lacks read_builds") {
+		t.Errorf("check does not name the missing scope and what it left out:\n%s", out)
+	}
+	if strings.Contains(out, "lacks the read_pipelines scope") {
+		t.Errorf("check reports a scope the token has:\n%s", out)
+	}
+}
+
+// No token is an error, as serve refuses to start without one; from the environment it works.
+func TestCheckCommandToken(t *testing.T) {
+	dir, apiURL := fixtureOrg(t)
+	args := []string{"check", "--catalog.file=" + filepath.Join(dir, "catalog"), "--buildkite.api-url=" + apiURL, "--buildkite.requests-per-minute=6000"}
+	cmd := exec.Command(binary, args...)
+	cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "BUILDKITE_API_TOKEN=") })
+	out, err := cmd.CombinedOutput()
 	var exit *exec.ExitError
-	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
-		t.Fatalf("check with a scope missing: want exit 1, got %v\n%s", err, out)
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(string(out), "no Buildkite API token") {
+		t.Errorf("check without a token: %v\n%s", err, out)
+	}
+	cmd = exec.Command(binary, args...)
+	cmd.Env = append(cmd.Env, "BUILDKITE_API_TOKEN="+fixture.Token)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("check with the token in $BUILDKITE_API_TOKEN: %v\n%s", err, out)
+	}
+}
+
+// --output=json is the documented schema; a typo'd pipeline is an error with a suggestion.
+func TestCheckCommandJSON(t *testing.T) {
+	dir, apiURL := fixtureOrg(t)
+	if err := os.WriteFile(filepath.Join(dir, "catalog", "typo.yaml"), []byte(`apiVersion: backstage.io/v1alpha1
+kind: Component
+metadata:
+  name: typo
+  annotations:
+    buildkite.com/pipeline-slug: acme/wroker
+spec: {owner: team-x, type: service, lifecycle: production}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, code := runCheck(t, dir, apiURL, nil, "--output=json")
+	if code != 1 {
+		t.Errorf("exit %d with a missing pipeline\n%s", code, stderr)
+	}
+	var doc struct {
+		SchemaVersion int `json:"schema_version"`
+		Findings      []struct{ Severity, Check, Subject, Message, Fix string }
+		NotChecked    []struct{ Check, Subject, Reason string } `json:"not_checked"`
+		Summary       struct {
+			Errors      int `json:"errors"`
+			APIRequests int `json:"api_requests"`
+			MaxRequests int `json:"max_requests"`
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("--output=json is not JSON: %v\n%s", err, out)
+	}
+	if doc.SchemaVersion != 1 || doc.Summary.Errors != 1 || doc.Summary.MaxRequests != 50 || doc.Summary.APIRequests != 3 {
+		t.Errorf("schema %d, summary %+v", doc.SchemaVersion, doc.Summary)
+	}
+	i := slices.IndexFunc(doc.Findings, func(f struct{ Severity, Check, Subject, Message, Fix string }) bool {
+		return f.Severity == "error" && f.Check == "pipeline" && f.Subject == "acme/wroker"
+	})
+	if i < 0 || !strings.Contains(doc.Findings[i].Fix, "did you mean acme/worker?") {
+		t.Errorf("no error for acme/wroker suggesting acme/worker:\n%s", out)
+	}
+}
+
+// Every --config.file and --web.config.file problem is an error; --offline asks the API nothing
+// and says so; the request cap is a flag.
+func TestCheckCommandFilesOfflineAndCap(t *testing.T) {
+	dir, apiURL := fixtureOrg(t)
+	cfg := filepath.Join(dir, "config.yml")
+	if err := os.WriteFile(cfg, []byte("default_enviroment: prod\nslos:\n  window: soon\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	webCfg := filepath.Join(dir, "web.yml")
+	if err := os.WriteFile(webCfg, []byte("basic_auth_users:\n  alice: secret\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// An API nothing listens on: offline must not need it.
+	out, stderr, code := runCheck(t, dir, "http://127.0.0.1:1/v2/", nil, "--offline", "--config.file="+cfg, "--web.config.file="+webCfg)
+	if code != 1 {
+		t.Errorf("exit %d with bad files\n%s%s", code, out, stderr)
 	}
 	for _, want := range []string{
-		"buildkite token: missing scope read_builds; create a token with read_builds and read_pipelines\n",
-		"buildkite token: scopes [read_pipelines]\n",
-		"1 problem(s) found\n",
+		cfg + ":1", `default_enviroment: unknown key (did you mean "default_environment"?)`,
+		cfg + ":3", `slos.window: "soon" is not a duration`,
+		"web_config", "htpasswd",
+		"--offline: the Buildkite API was not asked", "offline: the Buildkite API was not asked",
 	} {
-		if !strings.Contains(string(out), want) {
+		if !strings.Contains(out, want) {
 			t.Errorf("check output lacks %q:\n%s", want, out)
 		}
 	}
-	if strings.Contains(string(out), "missing scope read_pipelines") {
-		t.Errorf("check reports a scope the token has:\n%s", out)
+	if strings.Contains(out, "config.Config") || strings.Contains(out, "unmarshal") {
+		t.Errorf("check output speaks Go:\n%s", out)
+	}
+	out, _, code = runCheck(t, dir, apiURL, nil, "--offline")
+	if code != 0 {
+		t.Errorf("offline check of the fixture: exit %d\n%s", code, out)
+	}
+
+	out, _, code = runCheck(t, dir, apiURL, nil, "--check.max-requests=1")
+	if code != 0 || !strings.Contains(out, "request cap of 1 reached") || !strings.Contains(out, "1 Buildkite API requests (at most 1)") {
+		t.Errorf("check with a cap of 1: exit %d\n%s", code, out)
+	}
+}
+
+// The backstage command names every skipped entity and the placeholder Grafana URL on stderr.
+func TestBackstageCommandWarns(t *testing.T) {
+	dir, _ := fixtureOrg(t)
+	if err := os.WriteFile(filepath.Join(dir, "catalog", "broken.yaml"), []byte(`apiVersion: backstage.io/v1alpha1
+kind: Component
+metadata:
+  name: broken
+  annotations:
+    buildkite.com/pipeline-slug: Acme/My Pipeline
+spec: {owner: team-x, type: service, lifecycle: production}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(binary, "backstage", "--catalog.file="+filepath.Join(dir, "catalog"))
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Errorf("backstage with a skipped entity: want exit 1, got %v", err)
+	}
+	for _, want := range []string{"skipped: ", "broken.yaml", "invalid_annotation", "--grafana.url is the placeholder"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
+		}
+	}
+	if !strings.Contains(stdout.String(), "component:default/shop") || strings.Contains(stdout.String(), "broken") {
+		t.Errorf("stdout should hold the valid components only:\n%s", stdout.String())
+	}
+
+	os.Remove(filepath.Join(dir, "catalog", "broken.yaml"))
+	cmd = exec.Command(binary, "backstage", "--catalog.file="+filepath.Join(dir, "catalog"), "--grafana.url=https://grafana.acme.test")
+	stdout.Reset()
+	stderr.Reset()
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil || stderr.Len() != 0 {
+		t.Errorf("backstage of a clean catalog: %v, stderr %q", err, stderr.String())
 	}
 }
 

@@ -1,16 +1,19 @@
 // Package config reads the exporter's YAML configuration file (--config.file): how builds are
 // classified into deployments, which SLO objectives apply, and the thresholds the alert rules
 // use. Decoding is strict: an unknown key is an error naming the key and its line, so a typo never
-// silently falls back to a default.
+// silently falls back to a default. Every problem of a file is reported at once, as an *Error
+// listing each with its line and key, in words rather than Go type names.
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
+	"reflect"
+	"regexp"
 	"slices"
+	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -60,18 +63,24 @@ const (
 // Duration is a time.Duration written the Prometheus way: "30s", "15m", "2h", "7d", "4w".
 type Duration time.Duration
 
-// UnmarshalYAML implements yaml.Unmarshaler.
+// UnmarshalYAML implements yaml.Unmarshaler. Its errors are *yaml.TypeError, so that decoding
+// goes on and the other problems of the file are reported too.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	var s string
-	if err := n.Decode(&s); err != nil {
-		return err
+	if n.Kind != yaml.ScalarNode {
+		return nodeError(n, "expected a duration such as 30s, 15m, 2h or 7d, got %s", describeNode(n))
 	}
-	v, err := model.ParseDuration(s)
+	v, err := model.ParseDuration(n.Value)
 	if err != nil {
-		return fmt.Errorf("line %d: %q is not a duration (use e.g. 30s, 15m, 2h, 7d): %w", n.Line, s, err)
+		return nodeError(n, "%q is not a duration (use e.g. 30s, 15m, 2h, 7d)", n.Value)
 	}
 	*d = Duration(v)
 	return nil
+}
+
+// nodeError is the error of an UnmarshalYAML method of this package: a *yaml.TypeError, so that
+// decoding goes on, whose text carries the node's column too, so that Parse can name its key.
+func nodeError(n *yaml.Node, format string, args ...any) error {
+	return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: column %d: ", n.Line, n.Column) + fmt.Sprintf(format, args...)}}
 }
 
 // MarshalYAML implements yaml.Marshaler.
@@ -166,7 +175,8 @@ func Default() *Config {
 	}
 }
 
-// Load reads and validates the file at path; "" returns Default().
+// Load reads and validates the file at path; "" returns Default(). A file that does not
+// validate returns an *Error naming the file and listing every problem.
 func Load(path string) (*Config, error) {
 	if path == "" {
 		return Default(), nil
@@ -177,42 +187,142 @@ func Load(path string) (*Config, error) {
 	}
 	c, err := Parse(b)
 	if err != nil {
+		var e *Error
+		if errors.As(err, &e) {
+			e.File = path
+			return nil, e
+		}
 		return nil, fmt.Errorf("config file %s: %w", path, err)
 	}
 	return c, nil
 }
 
+// Problem is one thing wrong with a configuration file.
+type Problem struct {
+	// Line is the 1-based line of the offending key or value; 0 when the problem is not tied to
+	// a line of the file.
+	Line int
+	// Key is the dotted path of the offending key, e.g. "slos.objectives.production.success" or
+	// "slos.overrides[0]"; "" when the problem concerns the whole file.
+	Key string
+	// Message says what is wrong and, where it helps, how to fix it. It never names Go types.
+	Message string
+}
+
+// String is "line 3: slos.window: must be positive".
+func (p Problem) String() string {
+	var b strings.Builder
+	if p.Line > 0 {
+		fmt.Fprintf(&b, "line %d: ", p.Line)
+	}
+	if p.Key != "" {
+		b.WriteString(p.Key + ": ")
+	}
+	b.WriteString(p.Message)
+	return b.String()
+}
+
+// Error is every problem found in one configuration file, ordered by line.
+type Error struct {
+	// File is the path given to Load; "" for Parse.
+	File     string
+	Problems []Problem
+}
+
+// Error joins the problems on one line, for a log line; show Problems one per line to a person.
+func (e *Error) Error() string {
+	var b strings.Builder
+	if e.File != "" {
+		b.WriteString("config file " + e.File + ": ")
+	}
+	if len(e.Problems) != 1 {
+		fmt.Fprintf(&b, "%d problems: ", len(e.Problems))
+	}
+	for i, p := range e.Problems {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(p.String())
+	}
+	return b.String()
+}
+
 // Parse decodes and validates a YAML document. Keys not given keep their defaults, except
-// slos.objectives, which replaces the default table as a whole when present.
+// slos.objectives, which replaces the default table as a whole when present. An invalid document
+// returns an *Error with every problem found: unknown keys, values of the wrong kind, bad
+// durations and values out of range, each with its line.
 func Parse(b []byte) (*Config, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return nil, &Error{Problems: []Problem{syntaxProblem(err)}}
+	}
 	c := Default()
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
 	// Objectives given in the file replace the defaults rather than merge into them, so that a
 	// file can drop the production objective.
 	c.SLOs.Objectives = nil
-	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		return nil, err
+	var problems []Problem
+	idx := newNodeIndex(&doc)
+	if len(doc.Content) > 0 {
+		root := doc.Content[0]
+		problems = append(problems, unknownKeys(root, reflect.TypeOf(*c), "")...)
+		// Node.Decode is not strict about keys: unknownKeys has reported those, with a suggestion.
+		if err := root.Decode(c); err != nil {
+			var te *yaml.TypeError
+			if !errors.As(err, &te) {
+				return nil, &Error{Problems: []Problem{{Message: "not a valid configuration: " + strings.TrimPrefix(err.Error(), "yaml: ")}}}
+			}
+			for _, msg := range te.Errors {
+				problems = append(problems, idx.typeProblem(msg))
+			}
+		}
 	}
 	if c.SLOs.Objectives == nil {
 		c.SLOs.Objectives = Default().SLOs.Objectives
 	}
-	if err := c.validate(); err != nil {
-		return nil, err
+	undecoded := map[string]bool{}
+	for _, p := range problems {
+		if p.Key != "" {
+			undecoded[p.Key] = true
+		}
+	}
+	for _, p := range c.validate() {
+		if undecoded[p.Key] {
+			continue // the decoding problem says it already; the value left behind is meaningless
+		}
+		if p.Line == 0 {
+			p.Line = idx.lines[p.Key]
+		}
+		problems = append(problems, p)
+	}
+	if len(problems) > 0 {
+		sort.SliceStable(problems, func(i, j int) bool {
+			a, b := problems[i], problems[j]
+			if a.Line != b.Line {
+				return a.Line < b.Line
+			}
+			return a.Key < b.Key
+		})
+		return nil, &Error{Problems: problems}
 	}
 	return c, nil
 }
 
-func (c *Config) validate() error {
+// validate checks the values and normalises the environment names, returning every problem.
+func (c *Config) validate() []Problem {
+	var ps []Problem
+	bad := func(key, format string, args ...any) {
+		ps = append(ps, Problem{Key: key, Message: fmt.Sprintf(format, args...)})
+	}
 	c.DefaultEnvironment = strings.ToLower(strings.TrimSpace(c.DefaultEnvironment))
 	if c.DefaultEnvironment == "" {
-		return errors.New("default_environment must not be empty")
+		bad("default_environment", "must not be empty; name the environment of builds that name none, e.g. production")
 	}
 	aliases := make(map[string]string, len(c.EnvironmentAliases))
-	for k, v := range c.EnvironmentAliases {
-		k, v = strings.ToLower(strings.TrimSpace(k)), strings.ToLower(strings.TrimSpace(v))
+	for raw, target := range c.EnvironmentAliases {
+		k, v := strings.ToLower(strings.TrimSpace(raw)), strings.ToLower(strings.TrimSpace(target))
 		if k == "" || v == "" {
-			return fmt.Errorf("environment_aliases: %q: %q: neither name nor target may be empty", k, v)
+			bad("environment_aliases."+raw, "neither the name nor its target may be empty (got %q: %q)", raw, target)
+			continue
 		}
 		aliases[k] = v
 	}
@@ -221,23 +331,26 @@ func (c *Config) validate() error {
 	switch c.ApprovalTiming {
 	case ApprovalTimingSeenBlocked, ApprovalTimingAll, ApprovalTimingOff:
 	default:
-		return fmt.Errorf("approval_timing: %q is not one of seen_blocked, all, off", c.ApprovalTiming)
+		bad("approval_timing", "%q is not one of seen_blocked, all, off", c.ApprovalTiming)
 	}
 	if c.AwaitingApprovalMaxAge <= 0 {
-		return errors.New("awaiting_approval_max_age must be positive")
+		bad("awaiting_approval_max_age", "must be positive")
 	}
 	th := c.SLOs.DurationThreshold.Std().Seconds()
 	if !slices.Contains(DurationBuckets, th) {
-		return fmt.Errorf("slos.duration_threshold: %s is not a bucket of buildkite_deployment_duration_seconds (seconds: %v)", c.SLOs.DurationThreshold.Std(), DurationBuckets)
+		bounds := make([]string, len(DurationBuckets))
+		for i, s := range DurationBuckets {
+			bounds[i] = model.Duration(time.Duration(s) * time.Second).String()
+		}
+		bad("slos.duration_threshold", "%s is not a bucket of buildkite_deployment_duration_seconds; use one of %s",
+			model.Duration(c.SLOs.DurationThreshold), strings.Join(bounds, ", "))
 	}
 	if c.SLOs.Window <= 0 {
-		return errors.New("slos.window must be positive")
+		bad("slos.window", "must be positive")
 	}
 	objectives := make(map[string]Objective, len(c.SLOs.Objectives))
 	for env, o := range c.SLOs.Objectives {
-		if err := checkRatios("slos.objectives."+env, o.Success, o.Duration); err != nil {
-			return err
-		}
+		ps = append(ps, checkRatios("slos.objectives."+env, o.Success, o.Duration)...)
 		objectives[c.NormalizeEnvironment(env)] = o
 	}
 	c.SLOs.Objectives = objectives
@@ -245,43 +358,338 @@ func (c *Config) validate() error {
 		o := &c.SLOs.Overrides[i]
 		where := fmt.Sprintf("slos.overrides[%d]", i)
 		if (o.Component == "") == (o.Owner == "") {
-			return fmt.Errorf("%s: set exactly one of component or owner", where)
+			bad(where, "set exactly one of component or owner")
 		}
 		if o.Success == nil && o.Duration == nil {
-			return fmt.Errorf("%s: set success or duration", where)
+			bad(where, "set success or duration")
 		}
-		if err := checkRatios(where, o.Success, o.Duration); err != nil {
-			return err
-		}
+		ps = append(ps, checkRatios(where, o.Success, o.Duration)...)
 		if o.Environment != "" {
 			o.Environment = c.NormalizeEnvironment(o.Environment)
 		}
 	}
 	a := c.Alerts
-	for name, d := range map[string]Duration{
-		"failing_for": a.FailingFor, "slow_threshold": a.SlowThreshold, "stuck_after": a.StuckAfter,
-		"awaiting_approval_after": a.AwaitingApprovalAfter, "polling_stale_after": a.PollingStaleAfter,
+	for _, d := range []struct {
+		name string
+		v    Duration
+	}{
+		{"failing_for", a.FailingFor}, {"slow_threshold", a.SlowThreshold}, {"stuck_after", a.StuckAfter},
+		{"awaiting_approval_after", a.AwaitingApprovalAfter}, {"polling_stale_after", a.PollingStaleAfter},
 	} {
-		if d <= 0 {
-			return fmt.Errorf("alerts.%s must be positive", name)
+		if d.v <= 0 {
+			bad("alerts."+d.name, "must be positive")
 		}
 	}
 	if a.MinDeployments < 1 {
-		return errors.New("alerts.min_deployments must be at least 1")
+		bad("alerts.min_deployments", "must be at least 1")
 	}
 	if a.RateLimitLowRatio <= 0 || a.RateLimitLowRatio >= 1 {
-		return fmt.Errorf("alerts.rate_limit_low_ratio: %v must be between 0 and 1", a.RateLimitLowRatio)
+		bad("alerts.rate_limit_low_ratio", "%v must be between 0 and 1", a.RateLimitLowRatio)
+	}
+	return ps
+}
+
+func checkRatios(where string, rs ...*float64) []Problem {
+	var ps []Problem
+	for i, r := range rs {
+		if r != nil && (*r <= 0 || *r >= 1) {
+			ps = append(ps, Problem{Key: where + "." + []string{"success", "duration"}[i],
+				Message: fmt.Sprintf("%v must be between 0 and 1 (exclusive), e.g. 0.95", *r)})
+		}
+	}
+	return ps
+}
+
+var yamlLineRE = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
+
+// syntaxProblem turns a YAML syntax error into a Problem with its line.
+func syntaxProblem(err error) Problem {
+	msg := err.Error()
+	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		return Problem{Line: line, Message: "not valid YAML: " + m[2]}
+	}
+	return Problem{Message: "not valid YAML: " + strings.TrimPrefix(msg, "yaml: ")}
+}
+
+// indexed is a node of the document with the dotted path of the value it is or holds.
+type indexed struct {
+	node *yaml.Node
+	path string
+}
+
+// nodeIndex finds the key path of a decoding error, which yaml reports by line only.
+type nodeIndex struct {
+	values []indexed      // every value node (the root, mapping values, sequence items)
+	keys   []indexed      // every mapping key node, with the path of its value
+	lines  map[string]int // path -> line of its key (of the item for sequence items)
+}
+
+func newNodeIndex(doc *yaml.Node) *nodeIndex {
+	idx := &nodeIndex{lines: map[string]int{}}
+	if len(doc.Content) > 0 {
+		idx.walk(doc.Content[0], "")
+	}
+	return idx
+}
+
+func (idx *nodeIndex) walk(n *yaml.Node, path string) {
+	idx.values = append(idx.values, indexed{n, path})
+	switch n.Kind {
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			p := joinKey(path, k.Value)
+			idx.keys = append(idx.keys, indexed{k, p})
+			if _, seen := idx.lines[p]; !seen {
+				idx.lines[p] = k.Line
+			}
+			idx.walk(v, p)
+		}
+	case yaml.SequenceNode:
+		for i, item := range n.Content {
+			p := fmt.Sprintf("%s[%d]", path, i)
+			idx.lines[p] = item.Line
+			idx.walk(item, p)
+		}
+	}
+}
+
+func joinKey(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+var (
+	cannotUnmarshalRE = regexp.MustCompile(`^cannot unmarshal (!!\w+)(?: ` + "`[^`]*`" + `)? into (\S+)$`)
+	definedTwiceRE    = regexp.MustCompile(`^mapping key "((?:[^"\\]|\\.)*)" already defined at line (\d+)$`)
+	alreadySetRE      = regexp.MustCompile(`^field (\S+) already set in type \S+$`)
+	goTypeRE          = regexp.MustCompile(` (?:in type|into) \S+`)
+	columnRE          = regexp.MustCompile(`^column (\d+): (.*)$`)
+)
+
+// typeProblem turns one of yaml's TypeError lines ("line 4: cannot unmarshal !!str `abc` into
+// int") into a Problem naming the key and saying what was expected in words.
+func (idx *nodeIndex) typeProblem(msg string) Problem {
+	m := yamlLineRE.FindStringSubmatch(msg)
+	if m == nil {
+		return Problem{Message: goTypeRE.ReplaceAllString(msg, "")}
+	}
+	line, _ := strconv.Atoi(m[1])
+	rest := m[2]
+	p := Problem{Line: line}
+	if u := cannotUnmarshalRE.FindStringSubmatch(rest); u != nil {
+		n := idx.valueAt(line, func(n *yaml.Node) bool { return n.ShortTag() == u[1] })
+		got := "a " + strings.TrimPrefix(u[1], "!!") + " value"
+		if n != nil {
+			p.Key = n.path
+			got = describeNode(n.node)
+		}
+		if p.Key == "" {
+			p.Message = "the file must be a mapping of keys (like default_environment: production), not " + got
+		} else {
+			p.Message = "expected " + expected(u[2]) + ", got " + got
+		}
+		return p
+	}
+	if d := definedTwiceRE.FindStringSubmatch(rest); d != nil {
+		key, _ := strconv.Unquote(`"` + d[1] + `"`)
+		p.Key = idx.keyAt(line, key)
+		p.Message = "defined twice (first at line " + d[2] + "); keep one"
+		return p
+	}
+	if d := alreadySetRE.FindStringSubmatch(rest); d != nil {
+		p.Key = idx.keyAt(line, d[1])
+		p.Message = "set twice; keep one"
+		return p
+	}
+	// Messages of our own UnmarshalYAML methods (nodeError) name the column.
+	if c := columnRE.FindStringSubmatch(rest); c != nil {
+		col, _ := strconv.Atoi(c[1])
+		rest = c[2]
+		if n := idx.valueAt(line, func(n *yaml.Node) bool { return n.Column == col }); n != nil {
+			p.Key = n.path
+		}
+	}
+	p.Message = goTypeRE.ReplaceAllString(rest, "")
+	return p
+}
+
+// valueAt returns the value node on line that matches (the only one on that line when none
+// matches), nil when the line holds no value.
+func (idx *nodeIndex) valueAt(line int, match func(*yaml.Node) bool) *indexed {
+	var onLine []indexed
+	for _, v := range idx.values {
+		if v.node.Line == line && v.node.Kind != yaml.DocumentNode {
+			onLine = append(onLine, v)
+		}
+	}
+	for i := range onLine {
+		if match(onLine[i].node) {
+			return &onLine[i]
+		}
+	}
+	if len(onLine) == 1 {
+		return &onLine[0]
 	}
 	return nil
 }
 
-func checkRatios(where string, rs ...*float64) error {
-	for i, r := range rs {
-		if r != nil && (*r <= 0 || *r >= 1) {
-			return fmt.Errorf("%s.%s: %v must be between 0 and 1 (exclusive)", where, []string{"success", "duration"}[i], *r)
+func (idx *nodeIndex) keyAt(line int, key string) string {
+	for _, k := range idx.keys {
+		if k.node.Line == line && k.node.Value == key {
+			return k.path
 		}
 	}
-	return nil
+	return ""
+}
+
+// expected names, for a person, what a Go type of this package accepts.
+func expected(goType string) string {
+	switch {
+	case strings.HasPrefix(goType, "[]"):
+		return "a list"
+	case strings.HasPrefix(goType, "map["), strings.HasPrefix(goType, "config."):
+		return "a mapping of keys (key: value)"
+	case strings.Contains(goType, "int"):
+		return "a whole number"
+	case strings.Contains(goType, "float"):
+		return "a number"
+	case strings.Contains(goType, "bool"):
+		return "true or false"
+	case strings.Contains(goType, "string"):
+		return "a text value"
+	}
+	return "another kind of value"
+}
+
+// describeNode says what a node holds, for "expected X, got Y".
+func describeNode(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.AliasNode:
+		return "an alias"
+	}
+	if n.ShortTag() == "!!null" {
+		return "nothing"
+	}
+	v := n.Value
+	if len(v) > 40 {
+		v = v[:37] + "..."
+	}
+	return strconv.Quote(v)
+}
+
+var unmarshalerType = reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()
+
+// unknownKeys reports every mapping key of n that the type t does not define, with the closest
+// defined key as a suggestion. Values of the wrong kind are left to the decoder.
+func unknownKeys(n *yaml.Node, t reflect.Type, path string) []Problem {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	if reflect.PointerTo(t).Implements(unmarshalerType) {
+		return nil
+	}
+	var ps []Problem
+	switch t.Kind() {
+	case reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			return nil
+		}
+		fields := map[string]reflect.Type{}
+		var names []string
+		for i := range t.NumField() {
+			f := t.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if name == "" || name == "-" || !f.IsExported() {
+				continue
+			}
+			fields[name] = f.Type
+			names = append(names, name)
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if k.Value == "<<" {
+				continue // a merge key; its contents are checked where they are defined
+			}
+			p := joinKey(path, k.Value)
+			ft, ok := fields[k.Value]
+			if !ok {
+				ps = append(ps, Problem{Line: k.Line, Key: p, Message: unknownKeyMessage(k.Value, names)})
+				continue
+			}
+			ps = append(ps, unknownKeys(v, ft, p)...)
+		}
+	case reflect.Map:
+		if n.Kind != yaml.MappingNode {
+			return nil
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			ps = append(ps, unknownKeys(n.Content[i+1], t.Elem(), joinKey(path, n.Content[i].Value))...)
+		}
+	case reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			return nil
+		}
+		for i, item := range n.Content {
+			ps = append(ps, unknownKeys(item, t.Elem(), fmt.Sprintf("%s[%d]", path, i))...)
+		}
+	}
+	return ps
+}
+
+func unknownKeyMessage(key string, known []string) string {
+	msg := "unknown key"
+	if s := closest(key, known); s != "" {
+		msg += fmt.Sprintf(" (did you mean %q?)", s)
+	}
+	return msg + "; the keys here are " + strings.Join(known, ", ")
+}
+
+// closest returns the candidate nearest to s by edit distance, "" when none is near enough to
+// be a likely typo.
+func closest(s string, candidates []string) string {
+	best, bestD := "", -1
+	for _, c := range candidates {
+		d := editDistance(s, c)
+		if bestD < 0 || d < bestD {
+			best, bestD = c, d
+		}
+	}
+	if bestD < 0 || bestD > max(2, len(s)/3) {
+		return ""
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b, by bytes.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 // NormalizeEnvironment lower-cases name and resolves it through the alias table.
