@@ -78,6 +78,10 @@ func (c *Collector) pollOrg(ctx context.Context, org string, pipelines map[strin
 		}
 		return
 	}
+	var latest time.Time
+	if now, ok := c.buildkiteNow(); ok {
+		latest = now.Add(maxFutureSkew)
+	}
 	res := c.classify(deployment.Input{
 		Organization:    org,
 		Pipelines:       pipelines,
@@ -85,6 +89,7 @@ func (c *Collector) pollOrg(ctx context.Context, org string, pipelines map[strin
 		Open:            f.open,
 		Now:             start,
 		CommitFirstSeen: c.commitFirstSeen,
+		Latest:          latest,
 	})
 	if added, ok := c.commit(org, o, pipelines, f, res, time.Since(start)); ok {
 		c.logBackfillDone(progress, added)
@@ -107,6 +112,25 @@ func (c *Collector) cycleTimeout(backfilling bool) time.Duration {
 		return backfillTimeout
 	}
 	return max(minCycleTimeout, cycleTimeoutIntervals*c.pollInterval)
+}
+
+// maxFutureSkew is how far after Buildkite's clock a finish time may be before the build is
+// refused: Buildkite stamps finishes on its own clock, so only a damaged or hostile value is
+// later; the margin covers the Date header's whole seconds and the time since it was read.
+const maxFutureSkew = 10 * time.Minute
+
+// serverClock is implemented by a client that reads Buildkite's clock from its answers.
+type serverClock interface {
+	ServerTime() (time.Time, bool)
+}
+
+// buildkiteNow is Buildkite's clock, as its answers last said; not ok when it is not known.
+// The exporter's own clock is no judge: it may be hours off Buildkite's.
+func (c *Collector) buildkiteNow() (time.Time, bool) {
+	if sc, ok := c.client.(serverClock); ok {
+		return sc.ServerTime()
+	}
+	return time.Time{}, false
 }
 
 // classify classifies a cycle's builds, each finished build with the configuration in effect
@@ -141,6 +165,7 @@ func (c *Collector) classify(in deployment.Input) deployment.Result {
 			}
 		}
 		maps.Copy(res.Blocked, r.Blocked)
+		res.Future = append(res.Future, r.Future...)
 		for s, fb := range r.EnvironmentFallback {
 			if _, ok := res.EnvironmentFallback[s]; !ok {
 				res.EnvironmentFallback[s] = fb
@@ -204,7 +229,7 @@ func (c *Collector) commit(org string, o *orgState, pipelines map[string]backsta
 		c.agg.Apply(r)
 		delete(o.seenBlocked, r.BuildID)
 	}
-	c.updateProblems(org, o, pipelines, f, res.EnvironmentFallback, now)
+	c.updateProblems(org, o, pipelines, f, res, now)
 	level.Debug(c.logger).Log("msg", "Polled organization", "organization", org, "records", len(res.Records), "new_records", len(added), "duration", elapsed)
 	return len(added), true
 }

@@ -10,6 +10,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/backstage"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/buildkite"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/deployment"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/snapshot"
 )
 
@@ -19,11 +21,12 @@ const (
 	reasonForbidden       = "forbidden"
 	reasonNoDeployments   = "no_deployments_in_window"
 	reasonNoEnvironmentMD = "no_environment_metadata"
+	reasonFutureTimestamp = "future_timestamp"
 )
 
 // pipelineReasons are every reason, exported at 0 for each linked pipeline without it, so that
 // rules see the series before the first problem.
-var pipelineReasons = []string{reasonNotFound, reasonForbidden, reasonNoDeployments, reasonNoEnvironmentMD}
+var pipelineReasons = []string{reasonNotFound, reasonForbidden, reasonNoDeployments, reasonNoEnvironmentMD, reasonFutureTimestamp}
 
 const (
 	severityError   = "error"
@@ -39,7 +42,7 @@ const (
 )
 
 var pipelineErrorsDesc = prometheus.NewDesc("buildkite_exporter_pipeline_errors",
-	"1 when the exporter cannot follow an annotated pipeline, or follows it with a fallback, by reason (not_found, forbidden, no_deployments_in_window, no_environment_metadata); /status and the log say how to fix it."+refreshed,
+	"1 when the exporter cannot follow an annotated pipeline, or follows it with a fallback, by reason (not_found, forbidden, no_deployments_in_window, no_environment_metadata, future_timestamp); /status and the log say how to fix it."+refreshed,
 	[]string{"pipeline", "reason"}, nil)
 
 // problemState is what an organization's cycles found wrong with its pipelines.
@@ -84,13 +87,17 @@ func (c *Collector) existenceChecks(org string, o *orgState, pipelines map[strin
 
 // updateProblems recomputes org's pipeline problems after a successful cycle and logs what
 // changed (once per change, not every cycle); c.mu is held.
-func (c *Collector) updateProblems(org string, o *orgState, pipelines map[string]backstage.Component, f *fetched, fallback map[string]bool, now time.Time) {
+func (c *Collector) updateProblems(org string, o *orgState, pipelines map[string]backstage.Component, f *fetched, res deployment.Result, now time.Time) {
 	ps := &o.problems
 	for s, ok := range f.exists {
 		ps.exists[s] = ok
 	}
-	for s, fb := range fallback {
+	for s, fb := range res.EnvironmentFallback {
 		ps.envFallback[s] = fb
+	}
+	future := map[string]buildkite.Build{}
+	for _, b := range res.Future {
+		future[b.PipelineSlug()] = b
 	}
 	next := map[string]snapshot.PipelineProblem{}
 	add := func(slug, reason, severity, msg string) {
@@ -116,6 +123,9 @@ func (c *Collector) updateProblems(org string, o *orgState, pipelines map[string
 			} else if checked {
 				add(s, reasonNoDeployments, severityWarning, fmt.Sprintf("Pipeline %s exists but no build of it finished within --history.backfill or since: there is nothing to count yet. Check that component %s deploys with this pipeline.", full, pipelines[s].Label))
 			}
+		}
+		if b, ok := future[s]; ok {
+			add(s, reasonFutureTimestamp, severityError, fmt.Sprintf("Build #%d of pipeline %s says it finished at %s, after Buildkite's own clock: it is not counted, so that a damaged timestamp cannot pin what is failing or deployed. Check the build on Buildkite.", b.Number, full, b.FinishedAt.Format(time.RFC3339)))
 		}
 		if ps.envFallback[s] {
 			add(s, reasonNoEnvironmentMD, severityWarning, fmt.Sprintf("Deployments of pipeline %s name no environment in their meta-data, so the pipeline slug or the default environment (%s) is used. Set it in the pipeline: buildkite-agent meta-data set environment <name>.", full, c.config().DefaultEnvironment))

@@ -128,3 +128,27 @@ func TestEveryPipelineRefusedIsTheOrganization(t *testing.T) {
 func pipelineNamed(slug string) buildkite.Pipeline {
 	return buildkite.Pipeline{Slug: slug, Name: slug, DefaultBranch: "main"}
 }
+
+// TestFutureTimestampRefused: a failed build stamped 70 years ahead is not counted (it would
+// stay the latest outcome, failing for ever); it is a problem on its pipeline, and a later pass
+// is what the environment shows.
+func TestFutureTimestampRefused(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		now := time.Now()
+		f := newFake()
+		md := map[string]string{"environment": "production"}
+		bad := finished(now.Add(-time.Hour), time.Minute, "failed", md)
+		bad.FinishedAt = ts(now.AddDate(70, 0, 0))
+		f.AddBuild(testOrg, "shop", bad)
+		h := start(t, f, []backstage.Component{component("shop", "shop")})
+		time.Sleep(testInterval - time.Second)
+		f.AddBuild(testOrg, "shop", finished(time.Now().Add(-2*time.Minute), time.Minute, "passed", md))
+		h.next()
+		expect(t, h.metrics(), map[string]float64{
+			deployments("shop", "production", "shop", "failed"):                                    0,
+			deployments("shop", "production", "shop", "passed"):                                    1,
+			series("buildkite_deployment_failing", "component", "shop", "environment", "production"): 0,
+			pipelineError("shop", "future_timestamp"):                                              1,
+		})
+	})
+}

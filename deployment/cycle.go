@@ -25,6 +25,11 @@ type Input struct {
 	Now time.Time
 	// CommitFirstSeen returns the earliest created_at stored for a store.CommitKey; nil: none.
 	CommitFirstSeen func(key string) (time.Time, bool)
+	// Latest is the latest finish time a build may have: Buildkite's clock now (from the Date
+	// of its answers) plus a small skew. A build that finished later is refused (see
+	// Result.Future): one failure stamped 70 years ahead would otherwise stay the latest outcome
+	// of its environment, failing for ever. Zero: no check.
+	Latest time.Time
 }
 
 // Result is what the cycle's builds mean.
@@ -38,6 +43,8 @@ type Result struct {
 	Live map[EnvKey]Live
 	// Blocked are the ids of the builds seen waiting on a block step.
 	Blocked map[string]bool
+	// Future are the finished builds refused for a finish time after Input.Latest.
+	Future []buildkite.Build
 	// EnvironmentFallback is, per pipeline slug with finished deployments in this cycle,
 	// whether none of them named its environment in meta-data (the slug or the default
 	// environment was used: a warning, the deployments still count).
@@ -109,6 +116,10 @@ func (c Classifier) Classify(in Input) Result {
 		}
 		if b.Blocked {
 			res.Blocked[b.ID] = true
+		}
+		if !in.Latest.IsZero() && b.FinishedAt.After(in.Latest) {
+			res.Future = append(res.Future, *b)
+			continue
 		}
 		for _, o := range Outcomes(b) {
 			res.Records = append(res.Records, c.records(in, &res, comp, slug, b, o)...)
