@@ -8,8 +8,11 @@ BRANCH    ?= $(shell git rev-parse --abbrev-ref HEAD 2>/dev/null || echo unknown
 LDFLAGS   := -X $(PKG).Version=$(VERSION) -X $(PKG).Revision=$(REVISION) -X $(PKG).Branch=$(BRANCH) \
              -X $(PKG).BuildUser=$(shell whoami)@$(shell hostname) -X $(PKG).BuildDate=$(shell date -u +%Y%m%d-%H:%M:%S)
 TOOL      := $(GO) tool -modfile=tools/go.mod
+DOCKER    ?= docker
+IMAGE     ?= buildkite_deployments_exporter
+FUZZTIME  ?= 15s
 
-.PHONY: all help build test unit lint rules-test e2e demo run bench clean
+.PHONY: all help build test unit lint rules-test e2e demo run bench fuzz docker clean
 
 all: build test
 
@@ -19,7 +22,7 @@ help: ## Show this help.
 build: ## Build the exporter binary with version information.
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BINARY) .
 
-test: lint unit rules-test ## Everything CI runs: lint, unit + end-to-end tests (race detector), rule tests.
+test: lint unit rules-test ## Lint, unit + end-to-end tests (race detector), rule tests: CI runs this, then make fuzz.
 
 unit: ## Go tests with the race detector (includes the end-to-end alerting and dashboard tests).
 	$(GO) test -race -timeout 30m ./...
@@ -42,6 +45,13 @@ run: build ## Run against the real Buildkite API: BUILDKITE_API_TOKEN=… CATALO
 
 bench: ## Benchmarks: API economy, scrape cost, replay (see BENCHMARKS.md).
 	./scripts/bench.sh
+
+fuzz: ## Native Go fuzzing of every parser of outside input, FUZZTIME (default 15s) per target.
+	FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
+
+docker: ## Build the container image with VERSION and the git revision as build arguments.
+	$(DOCKER) build --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) --build-arg BRANCH=$(BRANCH) \
+	  -t $(IMAGE):$(VERSION) .
 
 clean:
 	rm -f $(BINARY)
