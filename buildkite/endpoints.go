@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -179,8 +180,11 @@ func (c *Client) nextURL(current string, links []string) (string, error) {
 		return "", fmt.Errorf("the next-page link is not a URL: %v", err)
 	}
 	next := cur.ResolveReference(ref)
+	// ResolveReference removes literal dot segments, not encoded ones (%2e%2e), which a server
+	// that normalises after decoding would follow out of the base path.
+	dots := slices.ContainsFunc(strings.Split(next.Path, "/"), func(seg string) bool { return seg == "." || seg == ".." })
 	if !strings.EqualFold(next.Scheme, c.base.Scheme) || !strings.EqualFold(next.Host, c.base.Host) ||
-		!strings.HasPrefix(next.Path, c.base.Path) || next.User != nil {
+		!strings.HasPrefix(next.Path, c.base.Path) || next.User != nil || dots {
 		return "", fmt.Errorf("refusing to follow the next-page link to %s://%s%s: it is not under the base URL %s",
 			next.Scheme, next.Host, next.EscapedPath(), c.base)
 	}

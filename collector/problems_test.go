@@ -145,10 +145,10 @@ func TestFutureTimestampRefused(t *testing.T) {
 		f.AddBuild(testOrg, "shop", finished(time.Now().Add(-2*time.Minute), time.Minute, "passed", md))
 		h.next()
 		expect(t, h.metrics(), map[string]float64{
-			deployments("shop", "production", "shop", "failed"):                                    0,
-			deployments("shop", "production", "shop", "passed"):                                    1,
+			deployments("shop", "production", "shop", "failed"):                                      0,
+			deployments("shop", "production", "shop", "passed"):                                      1,
 			series("buildkite_deployment_failing", "component", "shop", "environment", "production"): 0,
-			pipelineError("shop", "future_timestamp"):                                              1,
+			pipelineError("shop", "future_timestamp"):                                                1,
 		})
 	})
 }

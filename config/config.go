@@ -383,7 +383,7 @@ func (c *Config) validate() []Problem {
 	if a.MinDeployments < 1 {
 		bad("alerts.min_deployments", "must be at least 1")
 	}
-	if a.RateLimitLowRatio <= 0 || a.RateLimitLowRatio >= 1 {
+	if !(a.RateLimitLowRatio > 0 && a.RateLimitLowRatio < 1) { // NaN fails too
 		bad("alerts.rate_limit_low_ratio", "%v must be between 0 and 1", a.RateLimitLowRatio)
 	}
 	return ps
@@ -392,7 +392,7 @@ func (c *Config) validate() []Problem {
 func checkRatios(where string, rs ...*float64) []Problem {
 	var ps []Problem
 	for i, r := range rs {
-		if r != nil && (*r <= 0 || *r >= 1) {
+		if r != nil && !(*r > 0 && *r < 1) { // NaN fails too
 			ps = append(ps, Problem{Key: where + "." + []string{"success", "duration"}[i],
 				Message: fmt.Sprintf("%v must be between 0 and 1 (exclusive), e.g. 0.95", *r)})
 		}
