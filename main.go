@@ -41,6 +41,7 @@ import (
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/internal/secret"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/internal/webguard"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/reload"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/status"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/store"
 )
 
@@ -315,8 +316,8 @@ func serve(f *flags, cfg *config.Config, logger log.Logger, slogger *slog.Logger
 	})
 
 	srv := &http.Server{
-		Handler: webguard.New(webConfig).Handler(newMux(f, coll, bodies, reloader, prometheus.Gatherers{exporterReg, reg}, exporterReg, logger,
-			func() bool { return tokenCheck.Ready() && coll.Ready() })),
+		Handler: webguard.New(webConfig).Handler(newMux(f, coll, bodies, reloader, statusSource{coll, catalog, client},
+			prometheus.Gatherers{exporterReg, reg}, exporterReg, logger, func() bool { return tokenCheck.Ready() && coll.Ready() })),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      2 * time.Minute,
@@ -370,9 +371,12 @@ const shutdownGrace = 30 * time.Second
 // newMux serves the metrics, health and readiness endpoints and the landing page. /metrics is
 // the exporter's own registries (gathered at each scrape, merged as node_exporter merges them)
 // followed by the deployment series of the latest snapshot, from bodies.
-func newMux(f *flags, coll *collector.Collector, bodies *exposition.Bodies, reloader *reload.Reloader, own prometheus.Gatherer, exporterReg *prometheus.Registry, logger log.Logger, ready func() bool) http.Handler {
+func newMux(f *flags, coll *collector.Collector, bodies *exposition.Bodies, reloader *reload.Reloader, src status.Source,
+	own prometheus.Gatherer, exporterReg *prometheus.Registry, logger log.Logger, ready func() bool,
+) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/-/reload", reloader.Handler(time.Minute))
+	mux.Handle("/status", status.NewHandler(src, status.Options{Version: version.Version, Logger: log.With(logger, "component", "status")}))
 	handler := exposition.NewHandler(coll.Snapshot, own, exposition.HandlerOpts{
 		Logger: logger, MaxRequestsInFlight: f.maxRequests, Bodies: bodies,
 	})
@@ -394,6 +398,7 @@ func newMux(f *flags, coll *collector.Collector, bodies *exposition.Bodies, relo
 			Version:     version.Info(),
 			Links: []web.LandingLinks{
 				{Address: f.metricsPath, Text: "Metrics"},
+				{Address: "/status", Text: "Status: components, pipelines and their problems"},
 				{Address: "/-/healthy", Text: "Health"},
 				{Address: "/-/ready", Text: "Readiness"},
 			},

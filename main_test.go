@@ -1147,3 +1147,58 @@ func TestWebConfigFailsClosed(t *testing.T) {
 		t.Errorf("web config emptied while running: /metrics answers %d without credentials, want 503\n%.300s", code, body)
 	}
 }
+
+// TestMisspeltPipelineEverywhere: one component of the fixture organization names a pipeline
+// that does not exist (acme/shop-deploi). Every other component is counted exactly and the
+// exporter is ready, and the mistake is named in the metric, the log, /status and check.
+func TestMisspeltPipelineEverywhere(t *testing.T) {
+	_, dir, apiURL := liveOrg(t)
+	if err := os.WriteFile(filepath.Join(dir, "catalog", "typo.yaml"), []byte(`apiVersion: backstage.io/v1alpha1
+kind: Component
+metadata:
+  name: typo
+  annotations:
+    buildkite.com/pipeline-slug: acme/shop-deploi
+spec: {owner: team-typo, type: service, lifecycle: production}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e := startExporter(t, nil, liveArgs(dir, apiURL)...)
+	e.waitFor("/-/ready", 60*time.Second, func() bool { code, _ := e.get("/-/ready"); return code == 200 })
+	e.waitFor("the pipeline problem", 60*time.Second, func() bool {
+		_, body := e.get("/metrics")
+		return sample(t, body, "buildkite_exporter_pipeline_errors", map[string]string{"pipeline": "acme/shop-deploi", "reason": "not_found"}) == 1
+	})
+	if code, _ := e.get("/-/ready"); code != 200 {
+		t.Errorf("/-/ready %d: one misspelt pipeline must not hold the organization back", code)
+	}
+	_, body := e.get("/metrics")
+	golden, err := os.ReadFile(filepath.Join("testdata", "exposition.prom"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := deploymentValues(parseExposition(t, string(golden)))
+	got := deploymentValues(parseExposition(t, body))
+	for k, v := range want {
+		if strings.HasPrefix(k, "buildkite_deployments_total") && got[k] != v {
+			t.Errorf("%s = %v, want %v as without the misspelt component", k, got[k], v)
+		}
+	}
+	if sample(t, body, "buildkite_up", nil) != 1 {
+		t.Error("buildkite_up is not 1")
+	}
+	if n := strings.Count(e.log(), "Pipeline problem: Pipeline acme/shop-deploi does not exist"); n != 1 {
+		t.Errorf("the problem is logged %d times, want once", n)
+	}
+	_, js := e.get("/status?format=json")
+	if !strings.Contains(js, `"acme/shop-deploi"`) || !strings.Contains(js, `"not_found"`) {
+		t.Errorf("/status?format=json does not name the problem:\n%.2000s", js)
+	}
+	if code, html := e.get("/status?problems=1"); code != 200 || !strings.Contains(html, "shop-deploi") || !strings.Contains(html, "typo") {
+		t.Errorf("/status?problems=1: %d, the problem is not on the page", code)
+	}
+	out, _, code := runCheck(t, dir, apiURL, nil)
+	if code != 1 || !strings.Contains(out, "acme/shop-deploi") || !strings.Contains(out, "shop-deploy") {
+		t.Errorf("check: exit %d, want 1 naming acme/shop-deploi and suggesting shop-deploy:\n%s", code, out)
+	}
+}

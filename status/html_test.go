@@ -25,7 +25,7 @@ func TestHTML(t *testing.T) {
 		// catalog problems with file:line and reason
 		"<code>" + brokenYAML + "</code>", "<code>malformed_yaml</code>", brokenYAMLText,
 		// organizations
-		"180 of 200", "3 of 10 time slices read, about 240 requests left, about 8m 0s to go",
+		"180 of 200", "3 of 10 listings read (one per pipeline, or one for the organization), about 240 requests left, about 8m 0s to go",
 		"globex is backfilling", "like a burst of deployments", "401 Unauthorized", "in 20s (2026-11-25 12:00:20 UTC)",
 		// unowned pipeline problems, unknown environments
 		"acme/sandbox", "<code>qa-eu</code>",

@@ -101,10 +101,10 @@ type Backfill struct {
 	// Active is true while it runs. Deployment series of the organization appear only once it
 	// completes (see the HTML page for why).
 	Active bool `json:"active"`
-	// SlicesDone and SlicesTotal count the time slices of the history window read so far and
-	// in all.
-	SlicesDone  int `json:"slices_done"`
-	SlicesTotal int `json:"slices_total"`
+	// ListingsDone and ListingsTotal count the backfill's listings (one per pipeline, or one
+	// for the organization, as the query planner chose) done so far and in all.
+	ListingsDone  int `json:"listings_done"`
+	ListingsTotal int `json:"listings_total"`
 	// RemainingRequests estimates the API requests left; 0 when done, -1 when unknown.
 	RemainingRequests int `json:"remaining_requests"`
 	// ETASeconds estimates the seconds left; 0 when done or unknown.

@@ -47,8 +47,9 @@ type Organization struct {
 
 	// Backfilling is set while the first read of the history window runs.
 	Backfilling bool
-	// BackfillDone and BackfillTotal count the time slices of the backfill window: read so
-	// far, and in all. Both 0 when there is no backfill.
+	// BackfillDone and BackfillTotal count the backfill's listings (one per pipeline, or one
+	// for the organization, as the query planner chose): done so far, and in all. Both 0 when
+	// there is no backfill.
 	BackfillDone  int
 	BackfillTotal int
 	// BackfillRemainingRequests estimates the API requests the backfill still needs (the

@@ -87,7 +87,7 @@ func organization(o Organization) OrganizationStatus {
 		Name: o.Name, LastPoll: o.LastPoll.UTC(), LastSuccess: o.LastSuccess.UTC(), NextPoll: o.NextPoll.UTC(),
 		LastError: o.LastError, APIBudgetRemaining: o.APIBudgetRemaining, APIBudgetLimit: o.APIBudgetLimit,
 		Backfill: Backfill{
-			Active: o.Backfilling, SlicesDone: o.BackfillDone, SlicesTotal: o.BackfillTotal,
+			Active: o.Backfilling, ListingsDone: o.BackfillDone, ListingsTotal: o.BackfillTotal,
 			RemainingRequests: o.BackfillRemainingRequests, ETASeconds: o.BackfillETA.Seconds(),
 		},
 	}
