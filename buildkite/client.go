@@ -2,6 +2,16 @@
 // access-token endpoints the exporter needs, with pagination, a request budget that never
 // provokes a 429 storm, retries and errors a person can act on. It knows nothing of Backstage
 // and exports only its own request metrics.
+//
+// Every answer is treated as hostile input. Memory is bounded by what the client keeps, not by
+// what an answer claims: pages are streamed and held to the page size asked for, and builds to
+// MaxMetaDataKeys meta-data keys and MaxJobsPerBuild jobs, each drop counted in
+// buildkite_exporter_api_dropped_total. Builds outside a listing's filters are dropped, and an
+// API that ignores the filters stops the listing (ErrFilterIgnored). Every request has a
+// deadline, body included (Config.RequestTimeout); redirects to another scheme, host or port are
+// refused (RedirectError), so the token never leaves the configured origin; rate-limit resets are
+// clamped to maxResetWait; and the token is scrubbed from every error and log line, decoding
+// errors included.
 package buildkite
 
 import (
@@ -18,6 +28,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -45,9 +56,15 @@ const (
 	ScopeReadPipelines = "read_pipelines"
 )
 
+// DefaultRequestTimeout bounds one HTTP request, body included (Config.RequestTimeout).
+const DefaultRequestTimeout = 60 * time.Second
+
 const (
 	defaultMaxRetries   = 4
 	defaultMaxBodyBytes = 32 << 20
+	// maxRedirects is how many same-origin redirects one request follows. Buildkite's API is not
+	// known to redirect API calls at all; a few hops allow a proxy that normalises paths.
+	maxRedirects = 3
 	// limiterBurst lets the first requests of a poll cycle leave together; the sustained rate
 	// stays RequestsPerMinute.
 	limiterBurst = 2
@@ -56,6 +73,8 @@ const (
 	backoffCap  = 30 * time.Second
 	// maxMessageLen keeps error texts readable when a proxy answers with an HTML page.
 	maxMessageLen = 200
+	// maxDecodeErrorLen bounds the text of a decode error, which may quote a hostile value.
+	maxDecodeErrorLen = 400
 )
 
 // Config configures a Client. Only Token is required.
@@ -80,6 +99,10 @@ type Config struct {
 	MaxRetries int
 	// MaxBodyBytes caps a response body; 0 means 32 MiB.
 	MaxBodyBytes int64
+	// RequestTimeout bounds each HTTP request from sending it to the last byte of its body, so an
+	// answer that trickles cannot hold a poll; 0 means DefaultRequestTimeout (60 s). Rate-limit
+	// waits and backoff between retries are not included; each retry gets its own deadline.
+	RequestTimeout time.Duration
 }
 
 // Client calls the Buildkite REST API. It is safe for concurrent use; all goroutines share one
@@ -94,7 +117,13 @@ type Client struct {
 	budget     *budget
 	maxRetries int
 	maxBody    int64
+	timeout    time.Duration
 	metrics    *clientMetrics
+	clock      serverClock
+	// clampedMu guards clampedLogged: the last clamped or ignored value logged per source, so a
+	// garbled header is logged when it changes, not on every answer.
+	clampedMu     sync.Mutex
+	clampedLogged map[string]string
 	// maxPages is how deep ListBuildsSliced pages before it narrows its time window; lowered
 	// when the API refuses a shallower page than MaxPagesPerSlice, so later listings stop first.
 	maxPages atomic.Int32
@@ -124,6 +153,9 @@ func NewClient(cfg Config) (*Client, error) {
 	case math.IsNaN(rpm) || rpm < 0:
 		return nil, fmt.Errorf("buildkite: requests per minute must be positive, got %v", rpm)
 	}
+	if cfg.RequestTimeout < 0 {
+		return nil, fmt.Errorf("buildkite: request timeout must not be negative, got %v", cfg.RequestTimeout)
+	}
 	limit := rate.Limit(rpm / 60)
 	if math.IsInf(rpm, 1) {
 		limit = rate.Inf
@@ -131,18 +163,23 @@ func NewClient(cfg Config) (*Client, error) {
 	c := &Client{
 		base:       base,
 		token:      cfg.Token,
-		hc:         cfg.HTTPClient,
 		userAgent:  cfg.UserAgent,
 		logger:     cfg.Logger,
 		limiter:    rate.NewLimiter(limit, limiterBurst),
 		budget:     newBudget(),
 		maxRetries: cfg.MaxRetries,
 		maxBody:    cfg.MaxBodyBytes,
+		timeout:    cfg.RequestTimeout,
 		metrics:    newClientMetrics(),
 	}
 	c.maxPages.Store(MaxPagesPerSlice)
-	if c.hc == nil {
-		c.hc = defaultHTTPClient()
+	hc := cfg.HTTPClient
+	if hc == nil {
+		hc = defaultHTTPClient()
+	}
+	c.hc = c.guardRedirects(hc)
+	if c.timeout == 0 {
+		c.timeout = DefaultRequestTimeout
 	}
 	if c.logger == nil {
 		c.logger = log.NewNopLogger()
@@ -185,13 +222,65 @@ func parseBaseURL(s string) (*url.URL, error) {
 	return u, nil
 }
 
+// defaultHTTPClient has connection timeouts; the overall bound is the per-request deadline
+// (Config.RequestTimeout), which send sets on every request's context.
 func defaultHTTPClient() *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.DialContext = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 	t.TLSHandshakeTimeout = 10 * time.Second
 	t.ResponseHeaderTimeout = 30 * time.Second
 	t.MaxIdleConnsPerHost = 4
-	return &http.Client{Transport: t, Timeout: 60 * time.Second}
+	return &http.Client{Transport: t}
+}
+
+// guardRedirects returns a copy of hc (the caller's client is not changed) whose CheckRedirect
+// refuses every redirect to another scheme, host or port than the base URL's, before the
+// request, and the token with it, leaves; same-origin redirects are followed at most
+// maxRedirects times. A CheckRedirect of the caller's still runs after these checks.
+func (c *Client) guardRedirects(hc *http.Client) *http.Client {
+	guarded := *hc
+	callers := hc.CheckRedirect
+	guarded.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if err := c.checkRedirect(req, via); err != nil {
+			return err
+		}
+		if callers != nil {
+			return callers(req, via)
+		}
+		return nil
+	}
+	return &guarded
+}
+
+func (c *Client) checkRedirect(req *http.Request, via []*http.Request) error {
+	status := 0
+	if req.Response != nil {
+		status = req.Response.StatusCode
+	}
+	from, to := origin(c.base), origin(req.URL)
+	switch {
+	case from != to || req.URL.User != nil:
+		return &RedirectError{StatusCode: status, From: c.scrub(from), To: c.scrub(to)}
+	case len(via) > maxRedirects:
+		return &RedirectError{StatusCode: status, From: c.scrub(from), To: c.scrub(to), TooMany: true}
+	}
+	return nil
+}
+
+// origin is scheme://host:port of u, lower case, with the scheme's default port made explicit,
+// so that https://API.buildkite.com and https://api.buildkite.com:443 are one origin.
+func origin(u *url.URL) string {
+	scheme := strings.ToLower(u.Scheme)
+	port := u.Port()
+	if port == "" {
+		switch scheme {
+		case "http":
+			port = "80"
+		case "https":
+			port = "443"
+		}
+	}
+	return scheme + "://" + net.JoinHostPort(strings.ToLower(u.Hostname()), port)
 }
 
 // request is one logical API call; do may send it several times.
@@ -309,8 +398,10 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// send makes one HTTP request and classifies the answer.
-func (c *Client) send(ctx context.Context, r request) (*response, error) {
+// send makes one HTTP request, within the per-request deadline, and classifies the answer.
+func (c *Client) send(parent context.Context, r request) (*response, error) {
+	ctx, cancel := context.WithTimeout(parent, c.timeout)
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.url, nil)
 	if err != nil {
 		return nil, fmt.Errorf("GET %s: building request: %w", r.endpoint, err)
@@ -323,28 +414,44 @@ func (c *Client) send(ctx context.Context, r request) (*response, error) {
 	start := time.Now()
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
+		var redirect *RedirectError
+		switch {
+		case errors.As(err, &redirect):
+			// Do returns the redirect answer, body closed, with CheckRedirect's error.
+			code := "error"
+			if resp != nil {
+				code = strconv.Itoa(resp.StatusCode)
+			}
+			c.metrics.requests.WithLabelValues(r.endpoint, code).Inc()
+			e := *redirect
+			e.Endpoint = r.endpoint
+			return nil, &e
+		case parent.Err() != nil:
+			return nil, parent.Err()
 		}
 		c.metrics.requests.WithLabelValues(r.endpoint, "error").Inc()
-		return nil, c.transportError(r, err, "request failed")
+		return nil, c.transportError(ctx, r, err, "request failed")
 	}
 	defer resp.Body.Close()
+	c.clock.observe(resp.Header)
 	body, err := c.readBody(resp)
 	elapsed := time.Since(start)
 	now := time.Now()
-	c.budget.observe(resp.Header, now, c.metrics)
+	for _, n := range c.budget.observe(resp.Header, now, c.metrics) {
+		c.logClamped(n, r.endpoint)
+	}
 	if err != nil {
 		if errors.Is(err, ErrBodyTooLarge) {
 			c.metrics.requests.WithLabelValues(r.endpoint, strconv.Itoa(resp.StatusCode)).Inc()
 			return nil, fmt.Errorf("GET %s: %w: more than %d bytes; narrow the query (per_page, time window) or raise the limit", r.endpoint, err, c.maxBody)
 		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
+		if parent.Err() != nil {
+			return nil, parent.Err()
 		}
-		// The connection broke mid-body: as transient as a failed connect.
+		// The connection broke mid-body, or the body trickled past the deadline: as transient as
+		// a failed connect.
 		c.metrics.requests.WithLabelValues(r.endpoint, "error").Inc()
-		return nil, c.transportError(r, err, "the response was cut short")
+		return nil, c.transportError(ctx, r, err, "the response was cut short")
 	}
 	c.metrics.requests.WithLabelValues(r.endpoint, strconv.Itoa(resp.StatusCode)).Inc()
 	c.metrics.duration.WithLabelValues(r.endpoint).Observe(elapsed.Seconds())
@@ -353,31 +460,60 @@ func (c *Client) send(ctx context.Context, r request) (*response, error) {
 		return &response{body: body, header: resp.Header}, nil
 	}
 	apiErr := &APIError{Endpoint: r.endpoint, StatusCode: resp.StatusCode, Resource: r.resource}
-	apiErr.Message = c.scrub(errorMessage(body))
+	apiErr.Message = c.errorMessage(body)
 	switch resp.StatusCode {
 	case http.StatusForbidden:
 		apiErr.Scope = scopeFromMessage(apiErr.Message)
 	case http.StatusTooManyRequests:
-		rl, scope, reset, ok := parseRateLimited(body, resp.Header)
+		rl, scope, reset, ok := parseRateLimited(body, resp.Header, now)
 		apiErr.RateLimitScope = scope
+		if reset.clamped {
+			c.logClamped(reset, r.endpoint)
+		}
 		if ok {
-			c.budget.exhausted(scope, now, reset)
+			c.budget.exhausted(scope, now, reset.d)
 		}
 		level.Warn(c.logger).Log("msg", "Buildkite API rate limit exceeded", "endpoint", r.endpoint,
-			"scope", scope, "reset", reset, "limit", numString(rl.Limit), "current", numString(rl.Current))
+			"scope", scope, "reset", reset.d, "limit", numString(rl.Limit), "current", numString(rl.Current))
 	}
 	return nil, apiErr
 }
 
+// logClamped says that a reset from an answer was out of range or not a number, once per source
+// and value.
+func (c *Client) logClamped(v resetValue, endpoint string) {
+	raw := shorten(c.scrub(v.raw), 40)
+	c.clampedMu.Lock()
+	if c.clampedLogged == nil {
+		c.clampedLogged = map[string]string{}
+	}
+	same := c.clampedLogged[v.source] == raw
+	c.clampedLogged[v.source] = raw
+	c.clampedMu.Unlock()
+	if same {
+		return
+	}
+	if v.ignored {
+		level.Warn(c.logger).Log("msg", "Ignoring a Buildkite rate-limit reset that is not a number of seconds",
+			"source", v.source, "value", raw, "endpoint", endpoint)
+		return
+	}
+	level.Warn(c.logger).Log("msg", "Clamped a Buildkite rate-limit reset outside the sane range (Buildkite's window is 60s)",
+		"source", v.source, "value", raw, "used", v.d, "max", maxResetWait, "endpoint", endpoint)
+}
+
+// numString is a 429 body's number for the log; json.Number only holds number literals, but a
+// hostile one may be long.
 func numString(n *json.Number) string {
 	if n == nil {
 		return ""
 	}
-	return n.String()
+	return shorten(n.String(), 32)
 }
 
 // readBody reads at most maxBody bytes, refusing larger answers early when Content-Length
-// announces them.
+// announces them. The buffer grows with the bytes that arrive, never sized by the length an
+// answer announces.
 func (c *Client) readBody(resp *http.Response) ([]byte, error) {
 	if resp.ContentLength > c.maxBody {
 		return nil, ErrBodyTooLarge
@@ -392,22 +528,25 @@ func (c *Client) readBody(resp *http.Response) ([]byte, error) {
 	return body, nil
 }
 
-// errorMessage extracts {"message": "..."} from an error body, else a short snippet of it.
-func errorMessage(body []byte) string {
+// errorMessage extracts {"message": "..."} from an error body, else a short snippet of it. The
+// token is scrubbed before the text is shortened: shortening first could cut an echoed token in
+// two, and scrubbing would then miss the half that is left.
+func (c *Client) errorMessage(body []byte) string {
 	var m struct {
 		Message string `json:"message"`
 	}
 	if err := json.Unmarshal(body, &m); err == nil && m.Message != "" {
-		return shorten(m.Message)
+		return shorten(c.scrub(m.Message), maxMessageLen)
 	}
-	return shorten(strings.Join(strings.Fields(string(bytes.ToValidUTF8(body, nil))), " "))
+	return shorten(c.scrub(strings.Join(strings.Fields(string(bytes.ToValidUTF8(body, nil))), " ")), maxMessageLen)
 }
 
-func shorten(s string) string {
-	if len(s) <= maxMessageLen {
+// shorten cuts s to at most n bytes (and an ellipsis) on a rune boundary.
+func shorten(s string, n int) string {
+	if len(s) <= n {
 		return s
 	}
-	cut := maxMessageLen
+	cut := n
 	for cut > 0 && !isRuneStart(s[cut]) {
 		cut--
 	}
@@ -416,24 +555,57 @@ func shorten(s string) string {
 
 func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
 
-// scrub removes the token from s, in case an answer or a transport echoes the request.
+// scrub removes the token from s, in case an answer or a transport echoes the request. It
+// matches regardless of ASCII case: a URL's host, for one, may reach a message lower-cased.
+// Scrub whole texts before shortening them: a cut through the token leaves a part scrub cannot
+// recognise.
 func (c *Client) scrub(s string) string {
-	if t := c.token.Reveal(); t != "" {
-		s = strings.ReplaceAll(s, t, c.token.String())
+	t := c.token.Reveal()
+	if t == "" || len(s) < len(t) {
+		return s
 	}
-	return s
+	lower, lt := asciiLower(s), asciiLower(t) // same lengths, so indexes carry over
+	i := strings.Index(lower, lt)
+	if i < 0 {
+		return s
+	}
+	var b strings.Builder
+	for ; i >= 0; i = strings.Index(lower, lt) {
+		b.WriteString(s[:i])
+		b.WriteString(c.token.String())
+		s, lower = s[i+len(t):], lower[i+len(t):]
+	}
+	b.WriteString(s)
+	return b.String()
+}
+
+// asciiLower lower-cases A–Z only, keeping every byte's position.
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }
 
 // transportError describes a request that got no answer without the URL's query or headers;
 // *url.Error already drops headers, and the message is scrubbed as a second line of defence.
-func (c *Client) transportError(r request, err error, kind string) *TransportError {
+//
+// ctx is the request's own context: when its deadline (Config.RequestTimeout) has passed, the
+// error says so, since that is what ended the request, whatever the transport reported.
+func (c *Client) transportError(ctx context.Context, r request, err error, kind string) *TransportError {
 	inner := err
 	var uErr *url.Error
 	if errors.As(err, &uErr) {
 		inner = uErr.Err
 	}
 	var nErr net.Error
-	if errors.As(err, &nErr) && nErr.Timeout() {
+	switch {
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		kind = fmt.Sprintf("no complete answer within the request timeout of %v", c.timeout)
+	case errors.As(err, &nErr) && nErr.Timeout():
 		kind = "request timed out"
 	}
 	return &TransportError{
@@ -444,10 +616,71 @@ func (c *Client) transportError(r request, err error, kind string) *TransportErr
 	}
 }
 
+// decodeError describes an answer that is not the expected JSON. The decoder's text can quote
+// the offending value, which a hostile or echoing server may fill with the request's
+// Authorization header: the text is scrubbed, then shortened, and the original error is not
+// kept, so no Unwrap chain leads back to it.
+func (c *Client) decodeError(endpoint string, err error) *DecodeError {
+	msg := decoderNames.Replace(err.Error())
+	return &DecodeError{Endpoint: endpoint, Err: errors.New(shorten(c.scrub(msg), maxDecodeErrorLen))}
+}
+
+// decoderNames turns the names of the bounded decoding types in encoding/json's texts back into
+// the model's.
+var decoderNames = strings.NewReplacer("wireBuild.buildFields.", "Build.", "buildkite.wireBuild", "buildkite.Build")
+
 // decode unmarshals a successful answer into v, naming the endpoint on failure.
-func decode(endpoint string, body []byte, v any) error {
+func (c *Client) decode(endpoint string, body []byte, v any) error {
 	if err := json.Unmarshal(body, v); err != nil {
-		return &DecodeError{Endpoint: endpoint, Err: err}
+		return c.decodeError(endpoint, err)
 	}
 	return nil
+}
+
+// serverClock is Buildkite's clock as the Date header of the latest answer tells it.
+type serverClock struct {
+	mu       sync.Mutex
+	date     time.Time // the header's time
+	received time.Time // local time (with its monotonic reading) when it arrived
+}
+
+func (s *serverClock) observe(h http.Header) {
+	v := h.Get("Date")
+	if v == "" {
+		return
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return
+	}
+	s.mu.Lock()
+	s.date, s.received = t, time.Now()
+	s.mu.Unlock()
+}
+
+// ServerTime estimates Buildkite's clock now: the Date header of the latest answer plus the time
+// elapsed (on the local monotonic clock) since that answer arrived. ok is false until an answer
+// with a valid Date header arrived.
+//
+// It is informational: Date has a resolution of one second, and a proxy in front of the API may
+// write its own. Use it to judge whether a timestamp lies in the future on Buildkite's own clock,
+// with a tolerance of a few seconds, not to correct timestamps.
+func (c *Client) ServerTime() (time.Time, bool) {
+	c.clock.mu.Lock()
+	defer c.clock.mu.Unlock()
+	if c.clock.received.IsZero() {
+		return time.Time{}, false
+	}
+	return c.clock.date.Add(time.Since(c.clock.received)), true
+}
+
+// ClockSkew is Buildkite's clock minus the local clock as of the latest answer with a Date
+// header, within a second (the header's resolution); informational, as ServerTime.
+func (c *Client) ClockSkew() (time.Duration, bool) {
+	c.clock.mu.Lock()
+	defer c.clock.mu.Unlock()
+	if c.clock.received.IsZero() {
+		return 0, false
+	}
+	return c.clock.date.Sub(c.clock.received), true
 }

@@ -2,6 +2,7 @@ package buildkite
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -22,24 +23,79 @@ const (
 
 // ListOrganizationBuilds lists the builds of every pipeline of org, newest created first,
 // calling visit once per page in order. visit may return ErrStopPaging to stop early.
+//
+// Each page is held to the client's limits: at most opts.PerPage builds (the rest of a longer
+// page is dropped), MaxMetaDataKeys meta-data keys and MaxJobsPerBuild jobs a build. A build
+// outside the filters the request sent (finished_from, created_from, created_to, state[]) is
+// dropped, and a page of nothing else ends the listing with an error matching ErrFilterIgnored.
+// Drops are counted in buildkite_exporter_api_dropped_total and logged once per page.
 func (c *Client) ListOrganizationBuilds(ctx context.Context, org string, opts ListBuildsOptions, visit func(page []Build) error) error {
-	if err := checkSlug("organization", org); err != nil {
-		return err
-	}
-	r := c.newRequest(routeOrgBuilds, fmt.Sprintf("organization %q", org),
-		"organizations/"+url.PathEscape(org)+"/builds", opts.encode())
-	return paginate(ctx, c, r, visit)
+	return c.listBuilds(ctx, org, "", opts, func(p buildPage) error { return visit(p.builds) })
 }
 
 // ListPipelineBuilds lists the builds of one pipeline, newest created first, calling visit
-// once per page in order. visit may return ErrStopPaging to stop early.
+// once per page in order, with the limits and checks of ListOrganizationBuilds. visit may return
+// ErrStopPaging to stop early.
 func (c *Client) ListPipelineBuilds(ctx context.Context, org, pipeline string, opts ListBuildsOptions, visit func(page []Build) error) error {
 	if err := checkSlugs(org, pipeline); err != nil {
 		return err
 	}
-	r := c.newRequest(routePipelineBuilds, pipelineResource(org, pipeline),
-		"organizations/"+url.PathEscape(org)+"/pipelines/"+url.PathEscape(pipeline)+"/builds", opts.encode())
-	return paginate(ctx, c, r, visit)
+	return c.listBuilds(ctx, org, pipeline, opts, func(p buildPage) error { return visit(p.builds) })
+}
+
+// buildPage is one page of a build listing as the client keeps it.
+type buildPage struct {
+	builds   []Build // within the limits and the requested window
+	received int     // builds decoded from the answer, within per_page, before the window check
+}
+
+// listBuilds lists org's builds (pipeline "" = the organization-wide endpoint).
+func (c *Client) listBuilds(ctx context.Context, org, pipeline string, opts ListBuildsOptions, visit func(buildPage) error) error {
+	if err := checkSlug("organization", org); err != nil {
+		return err
+	}
+	var r request
+	if pipeline == "" {
+		r = c.newRequest(routeOrgBuilds, fmt.Sprintf("organization %q", org),
+			"organizations/"+url.PathEscape(org)+"/builds", opts.encode())
+	} else {
+		r = c.newRequest(routePipelineBuilds, pipelineResource(org, pipeline),
+			"organizations/"+url.PathEscape(org)+"/pipelines/"+url.PathEscape(pipeline)+"/builds", opts.encode())
+	}
+	limit, w := perPage(opts.PerPage), newWindow(opts)
+	_, err := paginate(ctx, c, r, 0, func(body []byte, page int) error {
+		d := drops{}
+		builds, extra, err := decodeArray(body, limit, func(dec *json.Decoder, b *Build) error {
+			var wb wireBuild
+			if err := dec.Decode(&wb); err != nil {
+				return err
+			}
+			*b = wb.build(d)
+			return nil
+		})
+		if err != nil {
+			return c.decodeError(r.endpoint, err)
+		}
+		d.add(dropBuilds, extra)
+		kept := builds[:0:0]
+		var filter, value string
+		for i := range builds {
+			if f, v := w.violation(&builds[i]); f != "" {
+				if filter == "" {
+					filter, value = f, v
+				}
+				continue
+			}
+			kept = append(kept, builds[i])
+		}
+		d.add(dropOutOfWindow, len(builds)-len(kept))
+		c.recordDrops(r.endpoint, page, d)
+		if len(builds) > 0 && len(kept) == 0 {
+			return &FilterIgnoredError{Endpoint: r.endpoint, Page: page, Builds: len(builds), Filter: filter, Value: value}
+		}
+		return visit(buildPage{builds: kept, received: len(builds)})
+	})
+	return err
 }
 
 // GetBuild fetches one build by its per-pipeline number.
@@ -54,22 +110,84 @@ func (c *Client) GetBuild(ctx context.Context, org, pipeline string, number int,
 		fmt.Sprintf("build %s/%s#%d (or its organization or pipeline)", org, pipeline, number),
 		"organizations/"+url.PathEscape(org)+"/pipelines/"+url.PathEscape(pipeline)+"/builds/"+strconv.Itoa(number),
 		opts.encode())
-	var b Build
-	if err := c.getJSON(ctx, r, &b); err != nil {
+	resp, err := c.do(ctx, r)
+	if err != nil {
 		return nil, err
 	}
+	var wb wireBuild
+	if err := json.Unmarshal(resp.body, &wb); err != nil {
+		return nil, c.decodeError(r.endpoint, err)
+	}
+	d := drops{}
+	b := wb.build(d)
+	c.recordDrops(r.endpoint, 0, d)
 	return &b, nil
 }
 
-// ListPipelines lists the pipelines of org, calling visit once per page in order. visit may
-// return ErrStopPaging to stop early.
+// ListPipelines lists the pipelines of org, calling visit once per page (of at most 100
+// pipelines; the rest of a longer page is dropped) in order. visit may return ErrStopPaging to
+// stop early.
 func (c *Client) ListPipelines(ctx context.Context, org string, visit func(page []Pipeline) error) error {
 	if err := checkSlug("organization", org); err != nil {
 		return err
 	}
 	r := c.newRequest(routePipelines, fmt.Sprintf("organization %q", org),
 		"organizations/"+url.PathEscape(org)+"/pipelines", "per_page="+strconv.Itoa(MaxPerPage))
-	return paginate(ctx, c, r, visit)
+	_, err := paginate(ctx, c, r, 0, func(body []byte, page int) error {
+		items, extra, err := decodeArray(body, MaxPerPage, func(dec *json.Decoder, p *Pipeline) error { return dec.Decode(p) })
+		if err != nil {
+			return c.decodeError(r.endpoint, err)
+		}
+		c.recordDrops(r.endpoint, page, drops{dropPipelines: extra})
+		return visit(items)
+	})
+	return err
+}
+
+// ListPipelineSlugs lists the slugs of org's pipelines, for the check command: pages of 100
+// through GET /v2/organizations/{org}/pipelines, at most maxRequests pages (each retried after a
+// 429, 5xx or transport error like every request). complete is false when it stopped at
+// maxRequests with pages left, or on an error, which it returns with the slugs read before it.
+//
+// The API documents no parameter that leaves out the heavy fields of a pipeline (steps,
+// configuration; reference §6), so each page is read whole, within MaxBodyBytes, and only the
+// slugs are kept: at most 100 a page, in the API's order, each once. A slug that could not be
+// used in a request path is dropped (what="pipeline_slugs").
+func (c *Client) ListPipelineSlugs(ctx context.Context, org string, maxRequests int) (slugs []string, complete bool, err error) {
+	if err := checkSlug("organization", org); err != nil {
+		return nil, false, err
+	}
+	if maxRequests < 1 {
+		return nil, false, fmt.Errorf("buildkite: ListPipelineSlugs needs at least one request, got maxRequests=%d", maxRequests)
+	}
+	r := c.newRequest(routePipelines, fmt.Sprintf("organization %q", org),
+		"organizations/"+url.PathEscape(org)+"/pipelines", "per_page="+strconv.Itoa(MaxPerPage))
+	seen := map[string]bool{}
+	truncated, err := paginate(ctx, c, r, maxRequests, func(body []byte, page int) error {
+		type slugOnly struct {
+			Slug string `json:"slug"`
+		}
+		items, extra, err := decodeArray(body, MaxPerPage, func(dec *json.Decoder, p *slugOnly) error { return dec.Decode(p) })
+		if err != nil {
+			return c.decodeError(r.endpoint, err)
+		}
+		d := drops{dropPipelines: extra}
+		for _, p := range items {
+			switch {
+			case !validSlug(p.Slug):
+				d.add(dropPipelineSlugs, 1)
+			case !seen[p.Slug]:
+				seen[p.Slug] = true
+				slugs = append(slugs, p.Slug)
+			}
+		}
+		c.recordDrops(r.endpoint, page, d)
+		return nil
+	})
+	if err != nil {
+		return slugs, false, err
+	}
+	return slugs, !truncated, nil
 }
 
 // GetPipeline fetches one pipeline.
@@ -123,42 +241,47 @@ func (c *Client) getJSON(ctx context.Context, r request, v any) error {
 	if err != nil {
 		return err
 	}
-	return decode(r.endpoint, resp.body, v)
+	return c.decode(r.endpoint, resp.body, v)
 }
 
-// paginate fetches r and every page its Link header's rel="next" points to, in order. It does
-// not compute page numbers: the API's links carry the original query, and following them is
-// what the API documents.
-func paginate[T any](ctx context.Context, c *Client, r request, visit func(page []T) error) error {
+// paginate fetches r and every page its Link header's rel="next" points to, in order, handing
+// each body to handle, which decodes and visits it. It does not compute page numbers: the API's
+// links carry the original query, and following them is what the API documents. ErrStopPaging
+// from handle ends the listing without error. maxPages > 0 stops after that many pages;
+// truncated then reports that a next page was left unread.
+func paginate(ctx context.Context, c *Client, r request, maxPages int, handle func(body []byte, page int) error) (truncated bool, err error) {
 	seen := map[string]bool{}
 	for page := 1; ; page++ {
 		seen[r.url] = true
 		resp, err := c.do(ctx, r)
 		if err != nil {
 			if page > 1 {
-				return fmt.Errorf("page %d: %w", page, err)
+				return false, fmt.Errorf("page %d: %w", page, err)
 			}
-			return err
+			return false, err
 		}
-		var items []T
-		if err := decode(r.endpoint, resp.body, &items); err != nil {
-			return fmt.Errorf("page %d: %w", page, err)
-		}
-		if err := visit(items); err != nil {
+		if err := handle(resp.body, page); err != nil {
 			if errors.Is(err, ErrStopPaging) {
-				return nil
+				return false, nil
 			}
-			return err
+			var de *DecodeError
+			if errors.As(err, &de) {
+				return false, fmt.Errorf("page %d: %w", page, err)
+			}
+			return false, err
 		}
 		next, err := c.nextURL(r.url, resp.header.Values("Link"))
 		if err != nil {
-			return fmt.Errorf("GET %s: page %d: %w", r.endpoint, page, err)
+			return false, fmt.Errorf("GET %s: page %d: %w", r.endpoint, page, err)
 		}
 		if next == "" {
-			return nil
+			return false, nil
 		}
 		if seen[next] {
-			return fmt.Errorf("GET %s: page %d: the next-page link points back to a page already read; stopping", r.endpoint, page)
+			return false, fmt.Errorf("GET %s: page %d: the next-page link points back to a page already read; stopping", r.endpoint, page)
+		}
+		if maxPages > 0 && page >= maxPages {
+			return true, nil
 		}
 		r.url = next
 	}
@@ -177,16 +300,17 @@ func (c *Client) nextURL(current string, links []string) (string, error) {
 	}
 	ref, err := url.Parse(raw)
 	if err != nil {
-		return "", fmt.Errorf("the next-page link is not a URL: %v", err)
+		// url.Parse quotes the link, which comes from the answer: scrubbed, shortened.
+		return "", errors.New(shorten(c.scrub("the next-page link is not a URL: "+err.Error()), maxMessageLen))
 	}
 	next := cur.ResolveReference(ref)
 	// ResolveReference removes literal dot segments, not encoded ones (%2e%2e), which a server
 	// that normalises after decoding would follow out of the base path.
 	dots := slices.ContainsFunc(strings.Split(next.Path, "/"), func(seg string) bool { return seg == "." || seg == ".." })
-	if !strings.EqualFold(next.Scheme, c.base.Scheme) || !strings.EqualFold(next.Host, c.base.Host) ||
-		!strings.HasPrefix(next.Path, c.base.Path) || next.User != nil || dots {
-		return "", fmt.Errorf("refusing to follow the next-page link to %s://%s%s: it is not under the base URL %s",
-			next.Scheme, next.Host, next.EscapedPath(), c.base)
+	if origin(next) != origin(c.base) || !strings.HasPrefix(next.Path, c.base.Path) || next.User != nil || dots {
+		// Name the link's origin and path, never its query; scrubbed, since the answer wrote it.
+		return "", errors.New(shorten(c.scrub(fmt.Sprintf("refusing to follow the next-page link to %s%s: it is not under the base URL %s",
+			origin(next), next.EscapedPath(), c.base)), maxMessageLen))
 	}
 	return next.String(), nil
 }

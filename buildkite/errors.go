@@ -26,6 +26,11 @@ var (
 	// ErrStopPaging, returned by a visit function, ends a listing early; the List call then
 	// returns nil.
 	ErrStopPaging = errors.New("buildkite: stop paging")
+	// ErrFilterIgnored: a whole page of a build listing lay outside the filters the request
+	// asked for (finished_from, created_from, created_to, state[]), so the API, or something in
+	// front of it, ignores them; the listing stops instead of paging on through history.
+	// *FilterIgnoredError matches it with errors.Is.
+	ErrFilterIgnored = errors.New("buildkite: the API ignores the listing's filters")
 )
 
 // tokenHelp tells a person how to get a working token; it is part of 401 and 403 errors.
@@ -147,3 +152,48 @@ func (e *DecodeError) Unwrap() error { return e.Err }
 
 // ErrBodyTooLarge is wrapped by the error of a response larger than Config.MaxBodyBytes.
 var ErrBodyTooLarge = errors.New("response body too large")
+
+// RedirectError is an answer that redirected the request to another origin (scheme, host or
+// port) than the base URL's, or redirected it more than a few times. The redirect is not
+// followed: the Authorization header would go with it. Buildkite's REST API is not known to
+// redirect API calls, so a redirect means a proxy in between or the configured API URL is wrong.
+type RedirectError struct {
+	Endpoint   string
+	StatusCode int    // the redirect's status, e.g. 302; 0 when unknown
+	From       string // the base URL's origin, scheme://host:port
+	To         string // the redirect target's origin, scheme://host:port; never its path or query
+	TooMany    bool   // same origin, but more than maxRedirects hops
+}
+
+func (e *RedirectError) Error() string {
+	what := "a redirect"
+	if e.StatusCode != 0 {
+		what = fmt.Sprintf("a redirect (HTTP %d)", e.StatusCode)
+	}
+	if e.TooMany {
+		return fmt.Sprintf("GET %s: refusing to follow %s to %s: more than %d redirects; Buildkite's API does not redirect API calls, "+
+			"so a proxy in between or --buildkite.api-url is misconfigured", e.Endpoint, what, e.To, maxRedirects)
+	}
+	return fmt.Sprintf("GET %s: refusing to follow %s from %s to %s: the API token would go to another scheme, host or port. "+
+		"Buildkite's API does not redirect API calls, so a proxy in between or --buildkite.api-url is misconfigured; "+
+		"set --buildkite.api-url to the address that answers itself (e.g. %s)", e.Endpoint, what, e.From, e.To, DefaultBaseURL)
+}
+
+// FilterIgnoredError is a page of a build listing whose builds all lay outside the requested
+// window or states. It matches ErrFilterIgnored.
+type FilterIgnoredError struct {
+	Endpoint string
+	Page     int
+	Builds   int    // builds on the page, all outside
+	Filter   string // the first filter a build of the page violated, e.g. "finished_from"
+	Value    string // that filter's value as sent
+}
+
+func (e *FilterIgnoredError) Is(target error) bool { return target == ErrFilterIgnored }
+
+func (e *FilterIgnoredError) Error() string {
+	return fmt.Sprintf("GET %s: page %d: all %d builds lie outside the filter %s=%s that the request sent, so the API (or a proxy or "+
+		"mirror in front of it) ignores its filters; stopped the listing rather than page through the whole history. "+
+		"Check that --buildkite.api-url is the Buildkite REST API (%s) and that nothing in between drops the query string",
+		e.Endpoint, e.Page, e.Builds, e.Filter, e.Value, DefaultBaseURL)
+}

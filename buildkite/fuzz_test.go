@@ -105,7 +105,7 @@ func FuzzDecodeObject(f *testing.F) {
 	f.Add([]byte(`{"id":"b1","number":1,"state":"passed","created_at":"2026-01-10T10:00:00.000Z"}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var b Build
-		if err := decode(routeBuild, data, &b); err != nil {
+		if err := fuzzClient(t).decode(routeBuild, data, &b); err != nil {
 			fuzzCheckDecodeError(t, err, routeBuild)
 		} else {
 			fuzzCheckBuild(t, &b)
@@ -124,13 +124,13 @@ func FuzzDecodeObject(f *testing.F) {
 			}
 		}
 		var p Pipeline
-		if err := decode(routePipeline, data, &p); err != nil {
+		if err := fuzzClient(t).decode(routePipeline, data, &p); err != nil {
 			fuzzCheckDecodeError(t, err, routePipeline)
 		} else {
 			fuzzCheckTimestamps(t, "pipeline", p.CreatedAt, p.ArchivedAt)
 		}
 		var tok AccessToken
-		if err := decode(routeAccessToken, data, &tok); err != nil {
+		if err := fuzzClient(t).decode(routeAccessToken, data, &tok); err != nil {
 			fuzzCheckDecodeError(t, err, routeAccessToken)
 		} else {
 			fuzzCheckTimestamps(t, "access token", tok.CreatedAt, tok.ExpiresAt)
@@ -256,7 +256,8 @@ func FuzzRateLimit(f *testing.F) {
 		}
 
 		// A 429 also goes through parseRateLimited and exhausted.
-		_, scope, wait, ok := parseRateLimited(body, h)
+		_, scope, rv, ok := parseRateLimited(body, h, now)
+		wait := rv.d
 		if scope != scopeOrg && scope != scopeUser {
 			t.Fatalf("429 scope %q is neither %s nor %s", scope, scopeOrg, scopeUser)
 		}
@@ -275,7 +276,7 @@ func FuzzRateLimit(f *testing.F) {
 			}
 		}
 
-		msg := errorMessage(body)
+		msg := fuzzClient(t).errorMessage(body)
 		if !utf8.ValidString(msg) || len(msg) > maxMessageLen+len("…") {
 			t.Errorf("errorMessage(%q) = %q: not UTF-8 or longer than %d bytes", body, msg, maxMessageLen)
 		}
@@ -385,4 +386,14 @@ func fuzzLen(pages [][]Build) int {
 		return 0
 	}
 	return len(pages[0])
+}
+
+// fuzzClient is a client for the decoding functions, which scrub with its token.
+func fuzzClient(t *testing.T) *Client {
+	t.Helper()
+	c, err := NewClient(Config{Token: "bkua_fuzz_0123456789", RequestsPerMinute: 60})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

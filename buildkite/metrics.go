@@ -1,6 +1,8 @@
 package buildkite
 
 import (
+	"fmt"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -22,6 +24,7 @@ type clientMetrics struct {
 	retries       *prometheus.CounterVec
 	rateRemaining *prometheus.GaugeVec
 	rateLimit     *prometheus.GaugeVec
+	dropped       *prometheus.CounterVec
 }
 
 func newClientMetrics() *clientMetrics {
@@ -55,14 +58,25 @@ func newClientMetrics() *clientMetrics {
 			Name: "buildkite_exporter_api_rate_limit_limit",
 			Help: "Requests allowed per Buildkite rate-limit window as of the latest answer; scope \"rest\" is the organization's budget, \"rest_user\" the token owner's.",
 		}, []string{"scope"}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "buildkite_exporter_api_dropped_total",
+			Help: fmt.Sprintf("Parts of Buildkite API answers the client dropped, by what: \"builds\" and \"pipelines\" items beyond the page size asked for, "+
+				"\"meta_data_keys\" beyond %d per build or longer than %d bytes, \"meta_data_values\" cut to %d bytes, \"jobs\" beyond %d per build, "+
+				"\"out_of_window\" builds outside the filters the request sent, \"pipeline_slugs\" listed slugs unusable in a path.",
+				MaxMetaDataKeys, MaxMetaDataKeyLen, MaxMetaDataValueLen, MaxJobsPerBuild),
+		}, []string{"what"}),
 	}
 }
 
 func (m *clientMetrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.requests, m.duration, m.waits, m.waitSeconds, m.retries, m.rateRemaining, m.rateLimit}
+	return []prometheus.Collector{m.requests, m.duration, m.waits, m.waitSeconds, m.retries, m.rateRemaining, m.rateLimit, m.dropped}
 }
 
 func (m *clientMetrics) register(reg prometheus.Registerer) error {
+	// Every what exists from the start, so rate() and increase() see the first drop.
+	for _, what := range dropKinds {
+		m.dropped.WithLabelValues(what)
+	}
 	for _, c := range m.collectors() {
 		if err := reg.Register(c); err != nil {
 			return err

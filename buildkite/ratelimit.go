@@ -2,6 +2,8 @@ package buildkite
 
 import (
 	"encoding/json"
+	"errors"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
@@ -11,8 +13,11 @@ import (
 )
 
 const (
+	// rateLimitWindow is Buildkite's rate-limit window (reference §9.1): no real reset is longer.
+	rateLimitWindow = 60 * time.Second
 	// maxResetWait caps how long one reset wait may be. Buildkite's window is 60 s; a larger
-	// value is a garbled header and must not park the exporter for hours.
+	// value is a garbled header or body and must not park the exporter for hours (nor, past
+	// 292 years, overflow time.Duration into a negative wait).
 	maxResetWait = 2 * time.Minute
 	// resetMargin is added to every reset wait: Reset is given in whole seconds, so waiting
 	// exactly that long can land just before the window turns over and earn another 429.
@@ -66,20 +71,77 @@ func headerInt(h http.Header, name string) (int, bool) {
 	return n, true
 }
 
-// headerReset returns the reset of scope from h, in seconds.
-func headerReset(h http.Header, scope string) (int, bool) {
-	names, ok := headerNames[scope]
-	if !ok {
-		return 0, false
-	}
-	return headerInt(h, names.reset)
+// resetValue is a wait an answer asked for: a RateLimit-*Reset or Retry-After header, or the
+// reset of a 429 body, clamped into [0, maxResetWait].
+type resetValue struct {
+	d       time.Duration
+	source  string // the header's name, or "429 body reset"
+	raw     string // the value as sent
+	clamped bool   // d is not what raw says: it was negative, NaN or too large
+	ignored bool   // raw is not a number of seconds (nor, for Retry-After, a date); d is 0
 }
 
-// observe records the headers of an answer received at now and updates the gauges.
-func (b *budget) observe(h http.Header, now time.Time, m *clientMetrics) {
+// clampSeconds converts seconds to a wait in [0, maxResetWait]. It works on the float so that a
+// huge value cannot overflow time.Duration; NaN, which says nothing, becomes one whole window.
+func clampSeconds(f float64) (time.Duration, bool) {
+	switch {
+	case math.IsNaN(f):
+		return rateLimitWindow, true
+	case f < 0:
+		return 0, true
+	case f > maxResetWait.Seconds():
+		return maxResetWait, true
+	}
+	return time.Duration(f * float64(time.Second)), false
+}
+
+// parseReset reads a value of seconds from source. ok is false when raw is empty.
+func parseReset(source, raw string) (resetValue, bool) {
+	raw = strings.TrimSpace(raw)
+	if raw == "" {
+		return resetValue{}, false
+	}
+	v := resetValue{source: source, raw: raw}
+	f, err := strconv.ParseFloat(raw, 64)
+	if err != nil && !errors.Is(err, strconv.ErrRange) { // out of range is ±Inf, clamped below
+		v.ignored = true
+		return v, true
+	}
+	v.d, v.clamped = clampSeconds(f)
+	return v, true
+}
+
+// parseRetryAfter reads Retry-After: seconds, or an HTTP date (RFC 9110 §10.2.3).
+func parseRetryAfter(raw string, now time.Time) (resetValue, bool) {
+	v, ok := parseReset("Retry-After", raw)
+	if !ok || !v.ignored {
+		return v, ok
+	}
+	if t, err := http.ParseTime(v.raw); err == nil {
+		v.ignored = false
+		v.d, v.clamped = clampSeconds(t.Sub(now).Seconds())
+	}
+	return v, true
+}
+
+// headerReset returns the reset of scope from h.
+func headerReset(h http.Header, scope string) (resetValue, bool) {
+	names, ok := headerNames[scope]
+	if !ok {
+		return resetValue{}, false
+	}
+	v, ok := parseReset(names.reset, h.Get(names.reset))
+	return v, ok && !v.ignored
+}
+
+// observe records the headers of an answer received at now and updates the gauges. It returns
+// the resets it had to clamp or ignore, for the caller to log.
+func (b *budget) observe(h http.Header, now time.Time, m *clientMetrics) []resetValue {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for scope, names := range headerNames {
+	var notes []resetValue
+	for _, scope := range []string{scopeOrg, scopeUser} {
+		names := headerNames[scope]
 		remaining, okR := headerInt(h, names.remaining)
 		if !okR {
 			continue
@@ -91,11 +153,17 @@ func (b *budget) observe(h http.Header, now time.Time, m *clientMetrics) {
 			bk.limit = limit
 			m.rateLimit.WithLabelValues(scope).Set(float64(limit))
 		}
-		if reset, ok := headerInt(h, names.reset); ok {
-			bk.resetAt = now.Add(capReset(time.Duration(reset) * time.Second))
+		if reset, ok := parseReset(names.reset, h.Get(names.reset)); ok {
+			if !reset.ignored {
+				bk.resetAt = now.Add(reset.d)
+			}
+			if reset.clamped || reset.ignored {
+				notes = append(notes, reset)
+			}
 		}
 		m.rateRemaining.WithLabelValues(scope).Set(float64(remaining))
 	}
+	return notes
 }
 
 // exhausted records that scope answered 429 and resets after reset.
@@ -146,11 +214,11 @@ type rateLimitBody struct {
 	Reset   *json.Number `json:"reset"`
 }
 
-// parseRateLimited works out which scope a 429 is about and when it resets. Scope: the body's,
-// else the bucket the headers say is empty, else the organization's. Reset: the body's, else
-// that scope's header, else Retry-After. ok is false when nothing says how long to wait; the
-// caller then backs off exponentially.
-func parseRateLimited(body []byte, h http.Header) (rl rateLimitBody, scope string, reset time.Duration, ok bool) {
+// parseRateLimited works out which scope a 429 received at now is about and when it resets.
+// Scope: the body's, else the bucket the headers say is empty, else the organization's. Reset:
+// the body's, else that scope's header, else Retry-After, clamped into [0, maxResetWait]. ok is
+// false when nothing says how long to wait; the caller then backs off exponentially.
+func parseRateLimited(body []byte, h http.Header, now time.Time) (rl rateLimitBody, scope string, reset resetValue, ok bool) {
 	_ = json.Unmarshal(body, &rl) // a 429 without a JSON body still has headers
 	scope = normaliseScope(rl.Scope, h)
 	if scope == "" {
@@ -163,17 +231,17 @@ func parseRateLimited(body []byte, h http.Header) (rl rateLimitBody, scope strin
 		}
 	}
 	if rl.Reset != nil {
-		if f, err := rl.Reset.Float64(); err == nil && f >= 0 {
-			return rl, scope, time.Duration(f * float64(time.Second)), true
+		if v, found := parseReset("429 body reset", rl.Reset.String()); found && !v.ignored {
+			return rl, scope, v, true
 		}
 	}
-	if s, found := headerReset(h, scope); found {
-		return rl, scope, time.Duration(s) * time.Second, true
+	if v, found := headerReset(h, scope); found {
+		return rl, scope, v, true
 	}
-	if s, found := headerInt(h, "Retry-After"); found {
-		return rl, scope, time.Duration(s) * time.Second, true
+	if v, found := parseRetryAfter(h.Get("Retry-After"), now); found && !v.ignored {
+		return rl, scope, v, true
 	}
-	return rl, scope, 0, false
+	return rl, scope, resetValue{}, false
 }
 
 // normaliseScope maps a 429 body's scope to one of our buckets: Buildkite sends "rest" and

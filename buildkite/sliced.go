@@ -26,14 +26,18 @@ const MaxPagesPerSlice = 10
 // with created_to set just above the oldest build read, so every request stays shallow. Builds of
 // that boundary second come again and are skipped; only their ids are kept across slices, so
 // memory does not grow with the listing. opts.PerPage is always MaxPerPage.
+//
+// Every page is held to the limits and checked against opts' window as in ListOrganizationBuilds:
+// a build outside finished_from, created_from, created_to (the slice's too) or state[] is dropped,
+// and a page of nothing else ends the listing with an error matching ErrFilterIgnored, so an API
+// that ignores the filters cannot make it page through the whole history.
 func (c *Client) ListBuildsSliced(ctx context.Context, org, pipeline string, opts ListBuildsOptions,
 	seen map[string]time.Time, visit func(*Build),
 ) error {
-	list := func(o ListBuildsOptions, page func([]Build) error) error {
-		if pipeline == "" {
-			return c.ListOrganizationBuilds(ctx, org, o, page)
+	if pipeline != "" {
+		if err := checkSlug("pipeline", pipeline); err != nil {
+			return err
 		}
-		return c.ListPipelineBuilds(ctx, org, pipeline, o, page)
 	}
 	opts.PerPage = MaxPerPage
 	limit := int(c.maxPages.Load())
@@ -43,10 +47,10 @@ func (c *Client) ListBuildsSliced(ctx context.Context, org, pipeline string, opt
 	for {
 		n, full := 0, false
 		var oldest time.Time
-		err := list(opts, func(page []Build) error {
+		err := c.listBuilds(ctx, org, pipeline, opts, func(page buildPage) error {
 			n++
-			for i := range page {
-				b := &page[i]
+			for i := range page.builds {
+				b := &page.builds[i]
 				if _, ok := seen[b.ID]; !ok {
 					seen[b.ID] = b.CreatedAt.Time
 					visit(b)
@@ -55,7 +59,9 @@ func (c *Client) ListBuildsSliced(ctx context.Context, org, pipeline string, opt
 					oldest = b.CreatedAt.Time
 				}
 			}
-			if n >= limit && len(page) >= MaxPerPage {
+			// Fullness is the answer's: builds dropped as outside the window do not make a
+			// full page look like the last one.
+			if n >= limit && page.received >= MaxPerPage {
 				full = true
 				return ErrStopPaging
 			}

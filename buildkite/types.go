@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -23,7 +24,7 @@ func (t *Timestamp) UnmarshalJSON(b []byte) error {
 	}
 	var s string
 	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("timestamp %s is not a string", b)
+		return fmt.Errorf("timestamp is %s, not a string", jsonKind(b))
 	}
 	if s == "" {
 		t.Time = time.Time{}
@@ -35,10 +36,42 @@ func (t *Timestamp) UnmarshalJSON(b []byte) error {
 	}
 	v, err := time.Parse(legacyLayout, s)
 	if err != nil {
-		return fmt.Errorf("timestamp %q is neither RFC 3339 nor %q", s, legacyLayout)
+		return fmt.Errorf("timestamp %s is neither RFC 3339 nor %q", quoteShort(s), legacyLayout)
 	}
 	t.Time = v.UTC()
 	return nil
+}
+
+// maxQuoted is the longest value an error quotes whole; a longer one is described by its length.
+// Quoting a prefix instead could cut an echoed token in two, which scrubbing would then miss.
+const maxQuoted = 64
+
+func quoteShort(s string) string {
+	if len(s) <= maxQuoted {
+		return strconv.Quote(s)
+	}
+	return fmt.Sprintf("(a %d-byte value)", len(s))
+}
+
+// jsonKind names the kind of the JSON value b without quoting it.
+func jsonKind(b []byte) string {
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 {
+		return "empty"
+	}
+	switch b[0] {
+	case '{':
+		return "a JSON object"
+	case '[':
+		return "a JSON array"
+	case '"':
+		return "a JSON string"
+	case 't', 'f':
+		return "a JSON boolean"
+	case 'n':
+		return "JSON null"
+	}
+	return "a JSON number"
 }
 
 // MarshalJSON writes RFC 3339 with milliseconds, as the builds endpoints do, or null.

@@ -18,6 +18,10 @@
 //   - A retry (RetryBuild, RetryJob) appends the new attempt to the jobs and sets retry_type and
 //     retry_source on it, retried and retried_in_job_id on the old one. Only script jobs retry.
 //
+// Every answer carries a Date header from the fake's clock (WithClock), as a real server's does.
+// Hostile behaviours are opt-in: WithIgnoredFilters, and the faults of InjectFault (delays,
+// truncated or trickling bodies, 429 storms, proxy errors).
+//
 // Use Transport for tests that run in a testing/synctest bubble: it serves requests in the
 // calling goroutine, so fake time advances while a client waits; Start serves over real HTTP.
 package buildkitetest
@@ -71,6 +75,7 @@ type config struct {
 	deepPageLimit       int
 	latency             time.Duration
 	legacyPipelineTimes bool
+	ignoredFilters      []string
 }
 
 // WithOrgLimit sets the per-organization requests per minute (default 200).
@@ -98,6 +103,28 @@ func WithLatency(d time.Duration) Option { return func(c *config) { c.latency = 
 // WithLegacyPipelineTimestamps renders every pipeline's created_at as "2006-01-02 15:04:05 UTC",
 // the format some pipeline objects use (reference §2). See also SetLegacyPipelineTimestamps.
 func WithLegacyPipelineTimestamps() Option { return func(c *config) { c.legacyPipelineTimes = true } }
+
+// ignorableFilters are the build-list parameters WithIgnoredFilters can make the fake ignore.
+var ignorableFilters = []string{"created_from", "created_to", "finished_from", "state"}
+
+// WithIgnoredFilters makes the fake a hostile API that ignores the named build-list filters
+// (any of "created_from", "created_to", "finished_from" and "state"; none named = all four), as
+// a mirror or proxy that drops the query string would: it serves every build regardless, newest
+// created first, and its Link headers still carry the query as sent. Combine it with
+// WithDeepPageLimit(0) for an API that pages on through history without end. It panics on
+// another name.
+func WithIgnoredFilters(params ...string) Option {
+	if len(params) == 0 {
+		params = ignorableFilters
+	}
+	for _, p := range params {
+		if !slices.Contains(ignorableFilters, p) {
+			panic(fmt.Sprintf("buildkitetest: WithIgnoredFilters(%q): only %v can be ignored", p, ignorableFilters))
+		}
+	}
+	params = slices.Clone(params)
+	return func(c *config) { c.ignoredFilters = params }
+}
 
 // Fake is an in-memory Buildkite REST API. All methods are safe for concurrent use.
 type Fake struct {

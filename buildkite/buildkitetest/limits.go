@@ -142,6 +142,9 @@ type Fault struct {
 	Truncate       bool          // serve normally but cut the body in the middle of the JSON
 	RateLimitStorm bool          // answer 429 with the documented body and headers without serving
 	Scope          string        // the storm's scope: "rest" (default) or "rest_user"
+	// Trickle serves normally but sends the body one byte every Trickle, as a hostile or
+	// overloaded server might, until the client gives up (the request's context ends).
+	Trickle time.Duration
 }
 
 // InjectFault queues a fault. Faults apply in the order injected, before authentication, and

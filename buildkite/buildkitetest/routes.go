@@ -99,7 +99,18 @@ func (f *Fake) listBuilds(r *http.Request, rt route, q url.Values, resp *respons
 			return
 		}
 	}
-	filter, err := parseBuildFilter(q)
+	fq := q
+	if len(f.cfg.ignoredFilters) > 0 {
+		fq = url.Values{}
+		for k, v := range q {
+			fq[k] = v
+		}
+		for _, p := range f.cfg.ignoredFilters {
+			delete(fq, p)
+			delete(fq, p+"[]")
+		}
+	}
+	filter, err := parseBuildFilter(fq)
 	if err != nil {
 		resp.message(http.StatusBadRequest, err.Error())
 		return

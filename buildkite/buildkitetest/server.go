@@ -26,13 +26,15 @@ type response struct {
 	status   int
 	header   http.Header
 	body     []byte
-	truncate bool // send only the first half of body, then cut the connection
+	truncate bool          // send only the first half of body, then cut the connection
+	trickle  time.Duration // send body one byte every trickle
 }
 
-func newResponse() *response {
+func newResponse(now time.Time) *response {
 	h := http.Header{}
 	h.Set("Content-Type", "application/json; charset=utf-8")
 	h.Set("Access-Control-Expose-Headers", "Link")
+	h.Set("Date", now.UTC().Format(http.TimeFormat))
 	return &response{status: http.StatusOK, header: h}
 }
 
@@ -127,7 +129,7 @@ func (f *Fake) answer(r *http.Request, rt route, matched bool) (*response, error
 	if err := sleep(r.Context(), f.cfg.latency); err != nil {
 		return nil, err
 	}
-	resp := newResponse()
+	resp := newResponse(f.now())
 	fl := f.takeFault(rt.template)
 	if fl != nil {
 		if err := sleep(r.Context(), fl.Delay); err != nil {
@@ -142,6 +144,7 @@ func (f *Fake) answer(r *http.Request, rt route, matched bool) (*response, error
 			return resp, nil
 		}
 		resp.truncate = fl.Truncate
+		resp.trickle = fl.Trickle
 	}
 
 	tok := f.token(bearer(r))
@@ -234,6 +237,23 @@ func (f *Fake) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 		body = body[:len(body)/2]
 	}
+	if resp.trickle > 0 {
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.WriteHeader(resp.status)
+		fl, _ := w.(http.Flusher)
+		for i := range body {
+			if _, err := w.Write(body[i : i+1]); err != nil {
+				return
+			}
+			if fl != nil {
+				fl.Flush()
+			}
+			if sleep(r.Context(), resp.trickle) != nil {
+				return // the client gave up
+			}
+		}
+		return
+	}
 	w.WriteHeader(resp.status)
 	_, _ = w.Write(body)
 }
@@ -267,6 +287,9 @@ func (t transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if resp.truncate {
 		body = io.MultiReader(bytes.NewReader(resp.body[:len(resp.body)/2]), errReader{io.ErrUnexpectedEOF})
 	}
+	if resp.trickle > 0 {
+		body = &trickleReader{ctx: ctx, r: body, every: resp.trickle}
+	}
 	return &http.Response{
 		Status:        fmt.Sprintf("%d %s", resp.status, http.StatusText(resp.status)),
 		StatusCode:    resp.status,
@@ -278,6 +301,31 @@ func (t transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		ContentLength: length,
 		Request:       req,
 	}, nil
+}
+
+// trickleReader hands out one byte of r every every, and fails with the context's error once
+// ctx ends, as a real transport's body does when the request is canceled.
+type trickleReader struct {
+	ctx   context.Context
+	r     io.Reader
+	every time.Duration
+	sent  bool
+}
+
+func (t *trickleReader) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if t.sent {
+		if err := sleep(t.ctx, t.every); err != nil {
+			return 0, err
+		}
+	}
+	if err := t.ctx.Err(); err != nil {
+		return 0, err
+	}
+	t.sent = true
+	return t.r.Read(p[:1])
 }
 
 type errReader struct{ err error }

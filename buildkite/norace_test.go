@@ -1,0 +1,5 @@
+//go:build !race
+
+package buildkite
+
+const raceEnabled = false
