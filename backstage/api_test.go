@@ -138,7 +138,7 @@ func TestAPISourceFailures(t *testing.T) {
 	}))
 	defer loop.Close()
 	_, err = newAPISource(t, loop.URL, "", loop.Client()).Load(context.Background())
-	if err == nil || !strings.Contains(err.Error(), "same cursor") {
+	if err == nil || !strings.Contains(err.Error(), "had returned before") {
 		t.Errorf("cursor loop: err = %v, want it detected", err)
 	}
 

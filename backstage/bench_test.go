@@ -29,6 +29,22 @@ func BenchmarkFileSourceLoad10000(b *testing.B) {
 		}
 		benchLoad(b, dir)
 	})
+	b.Run("files_among_manifests", func(b *testing.B) {
+		// The monorepo again, each service also holding a Kubernetes manifest (which names the
+		// Backstage Kubernetes plugin's label) and a Helm template that is not valid YAML: the
+		// pre-filter's work is to skip both without parsing them.
+		dir := b.TempDir()
+		for i := range benchEntities {
+			d := filepath.Join(dir, fmt.Sprintf("team-%02d", i%100), fmt.Sprintf("svc-%05d", i))
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				b.Fatal(err)
+			}
+			writeComponent(b, filepath.Join(d, "catalog-info.yaml"), fmt.Sprintf("svc-%05d", i), fmt.Sprintf("acme/svc-%05d", i))
+			writeFile(b, filepath.Join(d, "deployment.yaml"), fmt.Sprintf(benchManifest, i, i, i))
+			writeFile(b, filepath.Join(d, "chart-template.yaml"), benchHelm)
+		}
+		benchLoad(b, dir)
+	})
 	b.Run("one_file", func(b *testing.B) {
 		var sb strings.Builder
 		for i := range benchEntities {
@@ -40,6 +56,41 @@ func BenchmarkFileSourceLoad10000(b *testing.B) {
 		}
 		benchLoad(b, file)
 	})
+}
+
+const benchManifest = `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: svc-%05d
+  labels:
+    backstage.io/kubernetes-id: svc-%05d
+spec:
+  replicas: 2
+  template:
+    spec:
+      containers:
+        - name: app
+          image: registry.example.com/svc-%05d:latest
+          env:
+            - name: LOCATION
+              value: eu-west-1
+`
+
+const benchHelm = `apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ include "svc.fullname" . }}
+data:
+  {{- range $k, $v := .Values.config }}
+  {{ $k }}: {{ $v | quote }}
+  {{- end }}
+`
+
+func writeFile(t testing.TB, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func benchLoad(b *testing.B, path string) {

@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Source reads entities from one place: catalog files or the Backstage catalog API.
@@ -37,6 +40,9 @@ type Result struct {
 //   - An entity ref seen twice (refs are case-insensitive, as in Backstage) is kept once, from the
 //     first result that has it; files come before the API when the caller lists them that way. If
 //     the two copies link different pipelines or owners, a ReasonDuplicateEntity problem is added.
+//   - Two components with the same Label (the metrics' component label) would mix their series:
+//     the one with the smallest entity ref (lower-cased) is kept, every other one is dropped with a
+//     ReasonDuplicateComponentLabel problem naming both.
 //   - A pipeline claimed by two components goes to the component with the smallest entity ref
 //     (lower-cased); every other claimant loses that pipeline and gets a ReasonDuplicatePipeline
 //     problem naming both. A component left with no pipeline is dropped.
@@ -48,7 +54,7 @@ func Merge(results ...Result) Result {
 		out.Problems = append(out.Problems, r.Problems...)
 		out.Ignored = append(out.Ignored, r.Ignored...)
 		for _, c := range r.Components {
-			key := strings.ToLower(c.Ref)
+			key := refKey(c.Ref)
 			if i, seen := byRef[key]; seen {
 				if first := all[i]; !sameComponent(first, c) {
 					out.Problems = append(out.Problems, Problem{
@@ -68,9 +74,27 @@ func Merge(results ...Result) Result {
 	for i := range order {
 		order[i] = i
 	}
-	slices.SortFunc(order, func(a, b int) int {
-		return cmp.Compare(strings.ToLower(all[a].Ref), strings.ToLower(all[b].Ref))
-	})
+	keys := make([]string, len(all))
+	for i, c := range all {
+		keys[i] = refKey(c.Ref)
+	}
+	slices.SortFunc(order, func(a, b int) int { return cmp.Compare(keys[a], keys[b]) })
+	byLabel := map[string]int{}
+	kept := order[:0:0]
+	for _, i := range order {
+		c := all[i]
+		if w, taken := byLabel[c.Label]; taken {
+			winner := all[w]
+			out.Problems = append(out.Problems, newProblem(ReasonDuplicateComponentLabel, c.Source, c.Ref,
+				"%s (%s) and %s (%s) both have the component label %q, so their series would mix; %s is skipped. Rename one of them (the label is the name, or namespace/name outside the default namespace; bytes that are not UTF-8 become U+FFFD)",
+				showRef(winner.Ref), winner.Source, showRef(c.Ref), c.Source, c.Label, showRef(c.Ref)))
+			continue
+		}
+		byLabel[c.Label] = i
+		kept = append(kept, i)
+	}
+	order = kept
+
 	owner := map[PipelineRef]int{}
 	for _, i := range order {
 		c := &all[i]
@@ -90,13 +114,42 @@ func Merge(results ...Result) Result {
 		}
 		c.Pipelines = kept
 	}
-	for _, c := range all {
-		if len(c.Pipelines) > 0 {
+	for _, i := range order {
+		if c := all[i]; len(c.Pipelines) > 0 {
 			out.Components = append(out.Components, c)
 		}
 	}
 	sortComponents(out.Components)
 	return out
+}
+
+// refKey is the entity ref compared case-insensitively, as Backstage compares refs. Bytes that
+// are not UTF-8 are kept as they are (strings.ToLower would turn them all into U+FFFD and make
+// two different entities one).
+func refKey(ref string) string {
+	if utf8.ValidString(ref) {
+		return strings.ToLower(ref)
+	}
+	var b strings.Builder
+	for i := 0; i < len(ref); {
+		r, size := utf8.DecodeRuneInString(ref[i:])
+		if r == utf8.RuneError && size == 1 {
+			b.WriteByte(ref[i])
+		} else {
+			b.WriteRune(unicode.ToLower(r))
+		}
+		i += size
+	}
+	return b.String()
+}
+
+// showRef quotes a ref that is not valid UTF-8 (\xff escapes), so that two refs differing only
+// there can be told apart in a message.
+func showRef(ref string) string {
+	if utf8.ValidString(ref) {
+		return ref
+	}
+	return strconv.Quote(ref)
 }
 
 func sameComponent(a, b Component) bool {
@@ -118,8 +171,10 @@ func sortComponents(cs []Component) {
 	})
 }
 
-// Load reads every source once and merges them: the one-shot form for a `check` command. The error
-// joins the failures of the sources that failed; the Result still holds what the others found.
+// Load reads every source once and merges them: the one-shot form for a `check` command, which
+// passes a deadline (ctx). The error joins the failures of the sources that failed; the Result
+// still holds what the others found, and what a failed source returned: its problems, and the
+// components of a file load cut short by the deadline.
 func Load(ctx context.Context, sources ...Source) (Result, error) {
 	results := make([]Result, 0, len(sources))
 	var errs []error
@@ -127,7 +182,6 @@ func Load(ctx context.Context, sources ...Source) (Result, error) {
 		r, err := s.Load(ctx)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", s, err))
-			r.Components = nil // a failed source contributes its problems only
 		}
 		results = append(results, r)
 	}

@@ -3,6 +3,8 @@
 // knows nothing of Buildkite's API or of Prometheus.
 package backstage
 
+import "strings"
+
 // PipelineRef is an "<org-slug>/<pipeline-slug>" annotation value, validated.
 type PipelineRef struct {
 	Org      string
@@ -17,7 +19,8 @@ type Component struct {
 	Name      string // metadata.name
 	Namespace string // metadata.namespace, "default" when unset
 	// Label is the value of the metrics' component label: Name, or "Namespace/Name" outside the
-	// default namespace.
+	// default namespace, as valid UTF-8 (see ComponentLabel). No two components of a merged
+	// Result share a Label.
 	Label     string
 	Ref       string // entity ref, "component:<namespace>/<name>"
 	Owner     string // spec.owner
@@ -32,10 +35,12 @@ type Component struct {
 	Source string
 }
 
-// ComponentLabel returns the component label value for an entity's namespace and name.
+// ComponentLabel returns the component label value for an entity's namespace and name. Label
+// values must be valid UTF-8, so bytes that are not become U+FFFD: two names that differ only
+// there share a label, which Merge reports (ReasonDuplicateComponentLabel).
 func ComponentLabel(namespace, name string) string {
-	if namespace == "" || namespace == "default" {
-		return name
+	if namespace != "" && namespace != "default" {
+		name = namespace + "/" + name
 	}
-	return namespace + "/" + name
+	return strings.ToValidUTF8(name, "\uFFFD")
 }

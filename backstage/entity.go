@@ -40,6 +40,26 @@ func (e *rawEntity) hasBuildkiteAnnotation() bool {
 	return false
 }
 
+// isBackstage reports whether the apiVersion is one of backstage.io's (backstage.io/<version>):
+// near misses of kinds and annotation keys are reported only for such entities.
+func (e *rawEntity) isBackstage() bool {
+	v, _ := e.APIVersion.(string)
+	return strings.HasPrefix(v, "backstage.io/")
+}
+
+// misspelledAnnotations returns "key (did you mean intended?)" for each annotation key that is a
+// near miss of an accepted one, in key order.
+func (e *rawEntity) misspelledAnnotations() []string {
+	var out []string
+	for k := range e.Metadata.Annotations {
+		if intended, ok := nearestAnnotation(k); ok {
+			out = append(out, fmt.Sprintf("%q (did you mean %q?)", clip(k, 100), intended))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // checkAPIVersion returns a problem message when the apiVersion is missing or unknown.
 func (e *rawEntity) checkAPIVersion() string {
 	v, _ := e.APIVersion.(string)
@@ -47,12 +67,12 @@ func (e *rawEntity) checkAPIVersion() string {
 		return fmt.Sprintf("apiVersion is missing; set it to %s", knownAPIVersions[0])
 	}
 	if !slices.Contains(knownAPIVersions, v) {
-		return fmt.Sprintf("apiVersion %q is not one of %s; set it to %s", v, strings.Join(knownAPIVersions, ", "), knownAPIVersions[0])
+		return fmt.Sprintf("apiVersion %q is not one of %s; set it to %s", clip(v, 100), strings.Join(knownAPIVersions, ", "), knownAPIVersions[0])
 	}
 	return ""
 }
 
-// entityRef returns "kind:namespace/name" as well as it can, for messages.
+// entityRef returns "kind:namespace/name" as well as it can, for messages (each part clipped).
 func (e *rawEntity) entityRef() string {
 	kind := strings.ToLower(e.kind())
 	if kind == "" {
@@ -66,8 +86,14 @@ func (e *rawEntity) entityRef() string {
 	if ns == "" {
 		ns = "default"
 	}
-	return kind + ":" + ns + "/" + name
+	return clip(kind, 100) + ":" + clip(ns, 100) + "/" + clip(name, 200)
 }
+
+// maxEntityBytes caps the strings the exporter keeps of one entity (name, namespace, owner,
+// system, lifecycle, type, tags and the accepted annotations' values). Backstage caps names,
+// namespaces and tags at 63 characters; the budget is generous for real entities and bounds what
+// a hostile catalog can make the exporter keep per entity.
+const maxEntityBytes = 8 << 10
 
 // outcome is what one entity turns into: a component, a problem, an ignored entity, or nothing.
 type outcome struct {
@@ -79,12 +105,17 @@ type outcome struct {
 // toComponent validates an entity that is not a Location. source names where it came from (for
 // Component.Source), where is the same with a line number when known (for problems).
 func toComponent(e *rawEntity, source, where string) outcome {
-	if !e.hasBuildkiteAnnotation() {
+	var misspelled []string
+	if e.isBackstage() {
+		misspelled = e.misspelledAnnotations()
+	}
+	if !e.hasBuildkiteAnnotation() && len(misspelled) == 0 {
 		return outcome{} // most catalog entities have nothing to do with Buildkite
 	}
 	ref := e.entityRef()
 	problem := func(r Reason, format string, args ...any) outcome {
-		return outcome{problem: &Problem{Reason: r, Source: where, Entity: ref, Message: fmt.Sprintf(format, args...)}}
+		p := newProblem(r, where, ref, format, args...)
+		return outcome{problem: &p}
 	}
 	if msg := e.checkAPIVersion(); msg != "" {
 		return problem(ReasonUnknownAPIVersion, "%s", msg)
@@ -93,9 +124,20 @@ func toComponent(e *rawEntity, source, where string) outcome {
 	switch {
 	case kind == "":
 		return problem(ReasonInvalidEntity, "kind is missing; set kind: Component")
-	case !strings.EqualFold(kind, "Component"):
-		return outcome{ignored: &Problem{Reason: ReasonUnsupportedKind, Source: where, Entity: ref,
-			Message: fmt.Sprintf("only kind Component is linked to pipelines; move the Buildkite annotation from this %s to its Component", kind)}}
+	case kind != kindComponent:
+		if intended, ok := nearestKind(kind); ok {
+			return problem(ReasonMisspelledKind, "kind %q is not a Backstage kind (kinds are case-sensitive; the catalog rejects this entity); did you mean %q? Write kind: %s",
+				clip(kind, 100), intended, intended)
+		}
+		p := newProblem(ReasonUnsupportedKind, where, ref,
+			"only kind Component is linked to pipelines; move the Buildkite annotation from this %s to its Component", clip(kind, 100))
+		return outcome{ignored: &p}
+	}
+	if len(misspelled) > 0 {
+		// Like a bad value, a misspelled key skips the whole entity: linking the pipelines of the
+		// other keys would hide the typo behind metrics that look complete.
+		return problem(ReasonMisspelledAnnotation, "annotation %s is not read by this exporter or the Buildkite plugins; rename the key (annotation keys are case-sensitive)",
+			strings.Join(misspelled, ", "))
 	}
 
 	name, ok := e.Metadata.Name.(string)
@@ -119,6 +161,7 @@ func toComponent(e *rawEntity, source, where string) outcome {
 		Ref:       "component:" + namespace + "/" + name,
 		Source:    source,
 	}
+	size := len(name) + len(namespace)
 	for _, f := range []struct {
 		key string
 		dst *string
@@ -127,7 +170,9 @@ func toComponent(e *rawEntity, source, where string) outcome {
 		if !ok {
 			return problem(ReasonInvalidEntity, "spec.%s must be a string", f.key)
 		}
-		*f.dst = v
+		size += len(v)
+		// These become label values (buildkite_component_info), which must be valid UTF-8.
+		*f.dst = strings.ToValidUTF8(v, "\uFFFD")
 	}
 	switch tags := e.Metadata.Tags.(type) {
 	case nil:
@@ -137,10 +182,22 @@ func toComponent(e *rawEntity, source, where string) outcome {
 			if !ok || s == "" {
 				return problem(ReasonInvalidEntity, "metadata.tags must be a list of strings")
 			}
-			c.Tags = append(c.Tags, s)
+			size += len(s)
+			if size > maxEntityBytes {
+				break
+			}
+			c.Tags = append(c.Tags, strings.ToValidUTF8(s, "\uFFFD"))
 		}
 	default:
 		return problem(ReasonInvalidEntity, "metadata.tags must be a list of strings")
+	}
+	for _, key := range Annotations {
+		if s, ok := e.Metadata.Annotations[key].(string); ok {
+			size += len(s)
+		}
+	}
+	if size > maxEntityBytes {
+		return problem(ReasonInvalidEntity, "its name, namespace, spec fields, tags and Buildkite annotations add up to more than %d KiB; no real entity is that large, shorten them", maxEntityBytes>>10)
 	}
 
 	var bad []string

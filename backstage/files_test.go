@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/go-kit/log"
 	"github.com/google/go-cmp/cmp"
@@ -393,5 +394,162 @@ func writeComponent(t testing.TB, path, name, pipelines string) {
 		"\n  annotations:\n    buildkite.com/pipeline-slug: " + pipelines + "\nspec:\n  owner: team\n"
 	if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestFileSourcePreFilter: a file that looks like a Backstage entity and does not parse is a
+// malformed_yaml problem at its line, even when the parser stopped before any annotation (there
+// is none in broken-entity.yaml), while broken files that are plainly not entities (a Kubernetes
+// manifest labelled for Backstage, a ConfigMap embedding an entity, CI pipelines, Helm values) are
+// skipped without a word.
+func TestFileSourcePreFilter(t *testing.T) {
+	res, err := loadFiles(t, "testdata/prefilter")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"prefilter-good=acme/prefilter-good"}, labels(res.Components)); diff != "" {
+		t.Errorf("components (-want +got):\n%s", diff)
+	}
+	want := []string{
+		"testdata/prefilter/broken-entity.yaml:7 malformed_yaml",
+		"testdata/prefilter/flow.yaml:1 malformed_yaml",
+		"testdata/prefilter/no-api-version.yaml:3 malformed_yaml",
+		"testdata/prefilter/typo-api-version.yaml:4 malformed_yaml",
+	}
+	if diff := cmp.Diff(want, reasons(res.Problems)); diff != "" {
+		t.Errorf("problems (-want +got):\n%s", diff)
+	}
+}
+
+func TestFileSourceNearMisses(t *testing.T) {
+	res, err := loadFiles(t, "testdata/nearmiss/catalog-info.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The Location with a misspelled kind is not followed: behind-the-typo stays unread.
+	if diff := cmp.Diff([]string{"lookalikes=acme/lookalikes"}, labels(res.Components)); diff != "" {
+		t.Errorf("components (-want +got):\n%s", diff)
+	}
+	want := map[string]string{ // entity -> reason and the text the message must hold
+		"component:default/dropped-letter":   `misspelled_annotation "buildkite.com/pipline-slug" (did you mean "buildkite.com/pipeline-slug"?)`,
+		"component:default/capital-b":        `misspelled_annotation "Buildkite.com/pipeline-slug" (did you mean "buildkite.com/pipeline-slug"?)`,
+		"component:default/shouting":         `misspelled_annotation "BUILDKITE.COM/PROJECT-SLUG" (did you mean "buildkite.com/project-slug"?)`,
+		"component:default/swapped":          `misspelled_annotation "buildkite.com/porject-slug" (did you mean "buildkite.com/project-slug"?)`,
+		"component:default/plural":           `misspelled_annotation "buildkite.com/pipelines" (did you mean "buildkite.com/pipeline"?)`,
+		"component:default/half-right":       `misspelled_annotation "buildkite.com/project-slg" (did you mean "buildkite.com/project-slug"?)`,
+		"compnent:default/kind-typo":         `misspelled_kind did you mean "Component"?`,
+		"component:default/lower-case-kind":  `misspelled_kind did you mean "Component"?`,
+		"locaton:default/kind-typo-location": `misspelled_kind its targets were not read; did you mean "Location"?`,
+	}
+	got := map[string]string{}
+	for _, p := range res.Problems {
+		if !strings.HasPrefix(p.Source, "testdata/nearmiss/catalog-info.yaml:") {
+			t.Errorf("problem %v: source should be file:line", p)
+		}
+		reason, text, _ := strings.Cut(want[p.Entity], " ")
+		if string(p.Reason) == reason && strings.Contains(p.Message, text) {
+			got[p.Entity] = want[p.Entity]
+		} else {
+			got[p.Entity] = string(p.Reason) + " " + p.Message
+		}
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("problems (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"template:default/not-a-typo unsupported_kind"}, reasons(res.Ignored)); diff != "" {
+		t.Errorf("ignored (-want +got):\n%s", diff)
+	}
+}
+
+func TestEditDistance(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want int
+	}{
+		{"buildkite.com/pipeline-slug", "buildkite.com/pipeline-slug", 0},
+		{"buildkite.com/pipline-slug", "buildkite.com/pipeline-slug", 1},   // deletion
+		{"buildkite.com/pipeline-sluug", "buildkite.com/pipeline-slug", 1}, // insertion
+		{"buildkite.com/pipeline-slog", "buildkite.com/pipeline-slug", 1},  // substitution
+		{"buildkite.com/pipeline-slgu", "buildkite.com/pipeline-slug", 1},  // transposition
+		{"biuldkite.com/pipline-slug", "buildkite.com/pipeline-slug", 2},
+		{"buildkite.com/pl-slug", "buildkite.com/pipeline-slug", 3}, // more than the limit
+		{"github.com/project-slug", "buildkite.com/project-slug", 3},
+		{"compnent", "component", 1},
+		{"buildkíte.com/pipeline", "buildkite.com/pipeline", 1}, // runes, not bytes
+		{"", "ab", 2},
+		{"abc", "", 3},
+	} {
+		if got := backstage.EditDistance(tc.a, tc.b, 2); got != tc.want {
+			t.Errorf("EditDistance(%q, %q, 2) = %d, want %d", tc.a, tc.b, got, tc.want)
+		}
+	}
+}
+
+// TestMergeDuplicateComponentLabel: two entities whose labels collide (names that differ only in
+// bytes that are not UTF-8, "team/shop" in the default namespace and "shop" in namespace team)
+// keep the first by entity ref, whatever the file order, and the problem names both.
+func TestMergeDuplicateComponentLabel(t *testing.T) {
+	dir := t.TempDir()
+	data, err := os.ReadFile("testdata/labels/catalog-info.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs := strings.Split(string(data), "\n---\n")
+	slices.Reverse(docs)
+	if err := os.WriteFile(filepath.Join(dir, "reversed.yaml"), []byte(strings.Join(docs, "\n---\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"testdata/labels/catalog-info.yaml", filepath.Join(dir, "reversed.yaml")} {
+		t.Run(filepath.Base(path), func(t *testing.T) {
+			res, err := backstage.Load(context.Background(), backstage.NewFileSource([]string{path}, log.NewNopLogger()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := []string{"svc\uFFFD=acme/svc-fe", "team/shop=acme/shop-a", "unique=acme/unique"}
+			if diff := cmp.Diff(want, labels(res.Components)); diff != "" {
+				t.Errorf("components (-want +got):\n%s", diff)
+			}
+			for _, c := range res.Components {
+				if !utf8.ValidString(c.Label) {
+					t.Errorf("label %q is not valid UTF-8", c.Label)
+				}
+			}
+			wantProblems := []string{
+				"component:default/svc\uFFFD duplicate_component_label",
+				"component:team/shop duplicate_component_label",
+			}
+			if diff := cmp.Diff(wantProblems, reasons(res.Problems)); diff != "" {
+				t.Errorf("problems (-want +got):\n%s", diff)
+			}
+			for _, p := range res.Problems {
+				for _, both := range [][]string{
+					{`"component:default/svc\xfe"`, `"component:default/svc\xff"`},
+					{"component:default/team/shop", "component:team/shop"},
+				} {
+					if strings.Contains(p.Message, both[1]) && !strings.Contains(p.Message, both[0]) {
+						t.Errorf("problem %q does not name both entities %v", p.Message, both)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestProblemsAreBounded: an entity with a megabyte name is a problem, and neither the problem nor
+// anything kept holds the megabyte.
+func TestProblemsAreBounded(t *testing.T) {
+	huge := strings.Repeat("x", 1<<20)
+	file := filepath.Join(t.TempDir(), "huge.yaml")
+	writeComponent(t, file, huge, "acme/huge")
+	res, err := loadFiles(t, file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Components) != 0 || len(res.Problems) != 1 || res.Problems[0].Reason != backstage.ReasonInvalidEntity {
+		t.Fatalf("result = %d components, problems %v; want one invalid_entity", len(res.Components), reasons(res.Problems))
+	}
+	p := res.Problems[0]
+	if len(p.Entity) > 1024 || len(p.Message) > 4096 || len(p.Source) > 1024 {
+		t.Errorf("problem fields of %d, %d and %d bytes", len(p.Entity), len(p.Message), len(p.Source))
 	}
 }

@@ -1,6 +1,10 @@
 package backstage
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+	"unicode/utf8"
+)
 
 // Reason classifies why an entity, a file or the catalog API could not be used. The values are the
 // `reason` label of buildkite_exporter_catalog_errors: short, snake_case, stable.
@@ -30,8 +34,24 @@ const (
 	ReasonLocationCycle Reason = "location_cycle"
 	// ReasonUnsupportedLocation: a Location target is a URL; only local files are followed.
 	ReasonUnsupportedLocation Reason = "unsupported_location"
-	// ReasonBackstageAPI: the Backstage catalog API could not be queried (network, 401, 5xx, bad body).
+	// ReasonBackstageAPI: the Backstage catalog API could not be queried (network, 401, 5xx, bad body,
+	// a redirect to another scheme, host or port, a cursor that repeats, more pages or entities than
+	// one refresh reads).
 	ReasonBackstageAPI Reason = "backstage_api"
+	// ReasonMisspelledAnnotation: a Backstage entity has an annotation key within two edits (or a
+	// change of case) of buildkite.com/pipeline-slug, buildkite.com/project-slug or
+	// buildkite.com/pipeline. The entity is skipped; fix: rename the key to the one the problem
+	// names (annotation keys are case-sensitive).
+	ReasonMisspelledAnnotation Reason = "misspelled_annotation"
+	// ReasonMisspelledKind: a Backstage entity's kind is within two edits (or a change of case) of
+	// Component or Location. Backstage compares kinds case-sensitively and rejects such an entity,
+	// so it is skipped (a Location's targets are not read); fix: write kind: Component or
+	// kind: Location exactly.
+	ReasonMisspelledKind Reason = "misspelled_kind"
+	// ReasonDuplicateComponentLabel: two components have the same component label (the name, or
+	// namespace/name outside the default namespace; bytes that are not UTF-8 become U+FFFD), so
+	// their series would mix. The one with the larger entity ref is skipped; fix: rename one of them.
+	ReasonDuplicateComponentLabel Reason = "duplicate_component_label"
 
 	// ReasonUnsupportedKind is not an error: an entity of another kind than Component carries a
 	// Buildkite annotation. It is logged at debug level and listed in Result.Ignored only.
@@ -52,6 +72,9 @@ var Reasons = []Reason{
 	ReasonLocationCycle,
 	ReasonUnsupportedLocation,
 	ReasonBackstageAPI,
+	ReasonMisspelledAnnotation,
+	ReasonMisspelledKind,
+	ReasonDuplicateComponentLabel,
 }
 
 // Problem is one thing wrong with the catalog. The entity or file it concerns is skipped; the rest
@@ -78,4 +101,30 @@ func (p Problem) String() string {
 		return fmt.Sprintf("%s (%s)", p.Message, p.Reason)
 	}
 	return fmt.Sprintf("%s: %s (%s)", where, p.Message, p.Reason)
+}
+
+// Limits on what a Problem keeps of its input: a hostile entity name or annotation value must not
+// make every problem (and every log line) megabytes long.
+const (
+	maxProblemField   = 512  // Source and Entity
+	maxProblemMessage = 2048 // Message
+)
+
+// newProblem builds a Problem whose fields are valid UTF-8 and bounded in size.
+func newProblem(r Reason, source, entity, format string, args ...any) Problem {
+	return Problem{Reason: r, Source: clip(source, maxProblemField), Entity: clip(entity, maxProblemField),
+		Message: clip(fmt.Sprintf(format, args...), maxProblemMessage)}
+}
+
+// clip returns s as valid UTF-8, cut to at most n bytes (plus "…") on a rune boundary.
+func clip(s string, n int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }

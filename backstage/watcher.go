@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,10 +46,13 @@ type Watcher struct {
 	// loaded is closed once the first refresh has published a Snapshot, successful or not.
 	loaded     chan struct{}
 	loadedOnce sync.Once
+	// ready is set once every source has been read successfully at least once.
+	ready atomic.Bool
 }
 
 // NewWatcher returns a Watcher over sources, in precedence order (an entity defined in two sources
 // is taken from the first; list files before the API). interval <= 0 means DefaultRefreshInterval.
+// Each refresh must finish within interval: its sources are read with that deadline.
 func NewWatcher(sources []Source, interval time.Duration, logger log.Logger) *Watcher {
 	if interval <= 0 {
 		interval = DefaultRefreshInterval
@@ -60,8 +64,17 @@ func NewWatcher(sources []Source, interval time.Duration, logger log.Logger) *Wa
 
 // Loaded is closed once the first refresh has published a Snapshot (even a failed one, which
 // holds the problems): a consumer that starts work from the catalog waits for it, so that it never
-// mistakes the empty catalog before the first read for the real one.
+// mistakes the empty catalog before the first read for the real one. It does not mean that a
+// catalog was read: use Ready for that.
 func (w *Watcher) Loaded() <-chan struct{} { return w.loaded }
+
+// Ready reports whether every source has been read successfully at least once, i.e. whether the
+// Snapshot holds a real catalog (a /-/ready check). A Backstage that has answered only errors
+// (5xx, 401, a redirect elsewhere) since the start, --catalog.file values that name only missing
+// paths, or a file load that never finished within its deadline keep it false; problems with
+// single entities or files do not. Once true it stays true: a later failed refresh keeps the last
+// good catalog.
+func (w *Watcher) Ready() bool { return w.ready.Load() }
 
 // Snapshot returns the current catalog; never nil, safe for concurrent use.
 func (w *Watcher) Snapshot() *Snapshot { return w.snapshot.Load() }
@@ -81,17 +94,21 @@ func (w *Watcher) Run(ctx context.Context) {
 	}
 }
 
-// Refresh reads every source now and publishes the new Snapshot. It returns the failures of the
-// sources that could not be read; their last good components stay in the Snapshot. A refresh
-// interrupted by ctx publishes nothing.
+// Refresh reads every source now, within the refresh interval, and publishes the new Snapshot.
+// It returns the failures of the sources that could not be read (the deadline passing included);
+// their last good components stay in the Snapshot, or, before a source's first good read, what
+// its failed read returned (the files read before the deadline). A refresh interrupted by ctx
+// publishes nothing.
 func (w *Watcher) Refresh(ctx context.Context) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 
+	rctx, cancel := context.WithTimeout(ctx, w.interval)
+	defer cancel()
 	results := make([]Result, len(w.sources))
 	var errs []error
 	for i, s := range w.sources {
-		r, err := s.Load(ctx)
+		r, err := s.Load(rctx)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -104,10 +121,12 @@ func (w *Watcher) Refresh(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("%s: %w", s, err))
 			results[i] = Result{Problems: r.Problems}
 			if len(r.Problems) == 0 {
-				results[i].Problems = []Problem{{Reason: ReasonBackstageAPI, Source: s.String(), Message: err.Error()}}
+				results[i].Problems = []Problem{newProblem(ReasonBackstageAPI, s.String(), "", "%s", err.Error())}
 			}
 			if w.last[i] != nil {
 				results[i].Components = w.last[i].Components
+			} else {
+				results[i].Components = r.Components
 			}
 			continue
 		}
@@ -131,6 +150,9 @@ func (w *Watcher) Refresh(ctx context.Context) error {
 		level.Info(w.logger).Log("msg", "Catalog refreshed", "components", len(next.Components), "problems", len(next.Problems), "success", next.LastRefreshSuccess)
 	}
 	w.snapshot.Store(next)
+	if !slices.Contains(w.last, nil) {
+		w.ready.Store(true)
+	}
 	w.loadedOnce.Do(func() { close(w.loaded) })
 	return errors.Join(errs...)
 }

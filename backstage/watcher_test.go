@@ -206,28 +206,73 @@ func TestWatcherSnapshotConcurrentUse(t *testing.T) {
 	}
 }
 
-// TestWatcherLoaded: Loaded stays open until the first refresh has published a snapshot, and a
-// failed first refresh counts too, so a consumer waiting on it never waits forever.
-func TestWatcherLoaded(t *testing.T) {
+// TestWatcherLoadedAndReady: Loaded closes at the first refresh, failed or not, so that a
+// consumer waiting on it never waits forever; Ready is true only once every source has been read:
+// a Backstage answering 500 from the start, or a --catalog.file that does not exist, is not a
+// loaded catalog. Once Ready, a failing source does not make it false again.
+func TestWatcherLoadedAndReady(t *testing.T) {
+	fake := backstagetest.New(testToken)
+	fake.SetEntities(entity("shop", "acme/shop"))
+	srv := httptest.NewServer(fake)
+	defer srv.Close()
+	absent := filepath.Join(t.TempDir(), "absent.yaml")
 	for _, tc := range []struct {
-		name string
-		path string
+		name      string
+		sources   func() []backstage.Source
+		wantReady bool
+		heal      func()
 	}{
-		{"valid catalog", "testdata/valid"},
-		{"every file missing", filepath.Join(t.TempDir(), "absent.yaml")},
+		{"valid catalog", func() []backstage.Source {
+			return []backstage.Source{backstage.NewFileSource([]string{"testdata/valid"}, log.NewNopLogger())}
+		}, true, nil},
+		{"every file missing", func() []backstage.Source {
+			return []backstage.Source{backstage.NewFileSource([]string{absent}, log.NewNopLogger())}
+		}, false, func() { writeComponent(t, absent, "back", "acme/back") }},
+		{"backstage 500 from the start", func() []backstage.Source {
+			fake.Fail(http.StatusInternalServerError)
+			return []backstage.Source{newAPISource(t, srv.URL, testToken, srv.Client())}
+		}, false, func() { fake.Fail(0) }},
+		{"files good, backstage 500", func() []backstage.Source {
+			fake.Fail(http.StatusInternalServerError)
+			return []backstage.Source{
+				backstage.NewFileSource([]string{"testdata/valid"}, log.NewNopLogger()),
+				newAPISource(t, srv.URL, testToken, srv.Client()),
+			}
+		}, false, func() { fake.Fail(0) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			w := backstage.NewWatcher([]backstage.Source{backstage.NewFileSource([]string{tc.path}, log.NewNopLogger())}, time.Hour, log.NewNopLogger())
+			w := backstage.NewWatcher(tc.sources(), time.Hour, log.NewNopLogger())
 			select {
 			case <-w.Loaded():
 				t.Fatal("Loaded before any refresh")
 			default:
 			}
-			_ = w.Refresh(context.Background())
+			if w.Ready() {
+				t.Fatal("Ready before any refresh")
+			}
+			for range 2 {
+				_ = w.Refresh(context.Background())
+			}
 			select {
 			case <-w.Loaded():
 			default:
 				t.Fatal("Loaded still open after the first refresh")
+			}
+			if w.Ready() != tc.wantReady {
+				t.Fatalf("Ready = %v after two refreshes, want %v (problems %v)", w.Ready(), tc.wantReady, w.Snapshot().Problems)
+			}
+			if tc.heal == nil {
+				return
+			}
+			tc.heal()
+			if err := w.Refresh(context.Background()); err != nil || !w.Ready() {
+				t.Fatalf("after healing: err %v, Ready %v; want ready", err, w.Ready())
+			}
+			fake.Fail(http.StatusInternalServerError)
+			_ = os.Remove(absent)
+			defer fake.Fail(0)
+			if err := w.Refresh(context.Background()); err == nil || !w.Ready() {
+				t.Errorf("after failing again: err %v, Ready %v; want an error and still ready", err, w.Ready())
 			}
 		})
 	}
