@@ -317,7 +317,7 @@ func serve(f *flags, cfg *config.Config, logger log.Logger, slogger *slog.Logger
 
 	srv := &http.Server{
 		Handler: webguard.New(webConfig).Handler(newMux(f, coll, bodies, reloader, statusSource{coll, catalog, client},
-			prometheus.Gatherers{exporterReg, reg}, exporterReg, logger, func() bool { return tokenCheck.Ready() && coll.Ready() })),
+			prometheus.Gatherers{exporterReg, reg}, exporterReg, logger, func() bool { return catalog.Ready() && tokenCheck.Ready() && coll.Ready() })),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      2 * time.Minute,
@@ -386,7 +386,7 @@ func newMux(f *flags, coll *collector.Collector, bodies *exposition.Bodies, relo
 	})
 	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) {
 		if !ready() {
-			http.Error(w, "Not ready: waiting for a valid token and the first successful poll (see the log and buildkite_exporter_token_missing_scopes)", http.StatusServiceUnavailable)
+			http.Error(w, "Not ready: waiting for a complete catalog read, a valid token and the first successful poll of every organization (see /status, the log and buildkite_exporter_token_missing_scopes)", http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "Ready")
