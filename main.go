@@ -246,6 +246,7 @@ func serve(f *flags, cfg *config.Config, logger log.Logger, slogger *slog.Logger
 		Retention:    time.Duration(f.retention),
 		Logger:       log.With(logger, "component", "collector"),
 		OnPublish:    bodies.Warm,
+		CatalogReady: catalog.Ready,
 		// For the backfill's time estimate.
 		RequestsPerMinute: f.requestsPerMinute,
 	})

@@ -1202,3 +1202,25 @@ spec: {owner: team-typo, type: service, lifecycle: production}
 		t.Errorf("check: exit %d, want 1 naming acme/shop-deploi and suggesting shop-deploy:\n%s", code, out)
 	}
 }
+
+// TestReadinessNeedsACatalog: with --catalog.file naming a path that does not exist, the
+// exporter serves but is never ready, and buildkite_up stays 0: a poll of an empty catalog
+// proves nothing.
+func TestReadinessNeedsACatalog(t *testing.T) {
+	dir, apiURL := fixtureOrg(t)
+	args := fixtureArgs(dir, apiURL)
+	for i, a := range args {
+		if strings.HasPrefix(a, "--catalog.file=") {
+			args[i] = "--catalog.file=" + filepath.Join(dir, "no-such-catalog")
+		}
+	}
+	e := startExporter(t, nil, append(args, "--catalog.refresh-interval=1s")...)
+	e.waitFor("/metrics", 30*time.Second, func() bool { code, _ := e.get("/metrics"); return code == 200 })
+	time.Sleep(3 * time.Second) // a few catalog refreshes
+	if code, _ := e.get("/-/ready"); code != http.StatusServiceUnavailable {
+		t.Errorf("/-/ready %d without a catalog, want 503", code)
+	}
+	if _, body := e.get("/metrics"); sample(t, body, "buildkite_up", nil) != 0 {
+		t.Errorf("buildkite_up = %v without a catalog, want 0", sample(t, body, "buildkite_up", nil))
+	}
+}

@@ -57,6 +57,10 @@ type Options struct {
 	// OnPublish, when set, is called with every snapshot after it is published, in the polling
 	// goroutine: the exposition encodes it there, so that no scrape pays for it.
 	OnPublish func(*snapshot.Snapshot)
+	// CatalogReady, when set, says whether every catalog source has been read successfully at
+	// least once; until then buildkite_up is 0 (a poll of an empty or partial catalog proves
+	// nothing) and Ready is false.
+	CatalogReady func() bool
 	// RequestsPerMinute is the client's request budget (--buildkite.requests-per-minute), for
 	// the backfill's time estimate; 0: unknown.
 	RequestsPerMinute float64
@@ -75,6 +79,7 @@ type Collector struct {
 	retention    time.Duration
 	logger       log.Logger
 	onPublish    func(*snapshot.Snapshot)
+	catalogReady func() bool
 	// requestsPerMinute estimates how long a backfill takes.
 	requestsPerMinute float64
 
@@ -129,6 +134,7 @@ func New(opts Options) (*Collector, error) {
 		retention:         opts.Retention,
 		logger:            logger,
 		onPublish:         opts.OnPublish,
+		catalogReady:      opts.CatalogReady,
 		requestsPerMinute: opts.RequestsPerMinute,
 		agg:               deployment.NewAggregate(),
 		commits:           map[string]time.Time{},
@@ -187,6 +193,9 @@ func (c *Collector) Snapshot() *snapshot.Snapshot { return c.snap.Load() }
 // Ready reports whether every organization of the catalog has been polled successfully once.
 func (c *Collector) Ready() bool {
 	if !c.cyclePublished.Load() { // scrapes see a completed cycle once Ready says so
+		return false
+	}
+	if c.catalogReady != nil && !c.catalogReady() {
 		return false
 	}
 	c.mu.Lock()

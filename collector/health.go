@@ -40,7 +40,7 @@ func (h healthCollector) Collect(ch chan<- prometheus.Metric) {
 	c := h.c
 	c.mu.Lock()
 	up := 0.0
-	if c.started {
+	if c.started && (c.catalogReady == nil || c.catalogReady()) {
 		up = 1
 	}
 	for _, org := range sortedKeys(c.orgs) {
