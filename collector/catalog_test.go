@@ -48,12 +48,15 @@ buildkite_exporter_catalog_components 2
 # HELP buildkite_exporter_catalog_errors Number of catalog problems found by the last refresh, by reason; each skipped an entity, file or source. Cached, refreshed every --catalog.refresh-interval and on SIGHUP.
 # TYPE buildkite_exporter_catalog_errors gauge
 buildkite_exporter_catalog_errors{reason="backstage_api"} 0
+buildkite_exporter_catalog_errors{reason="duplicate_component_label"} 0
 buildkite_exporter_catalog_errors{reason="duplicate_entity"} 0
 buildkite_exporter_catalog_errors{reason="duplicate_pipeline"} 1
 buildkite_exporter_catalog_errors{reason="invalid_annotation"} 2
 buildkite_exporter_catalog_errors{reason="invalid_entity"} 0
 buildkite_exporter_catalog_errors{reason="location_cycle"} 0
 buildkite_exporter_catalog_errors{reason="malformed_yaml"} 0
+buildkite_exporter_catalog_errors{reason="misspelled_annotation"} 0
+buildkite_exporter_catalog_errors{reason="misspelled_kind"} 0
 buildkite_exporter_catalog_errors{reason="missing_name"} 0
 buildkite_exporter_catalog_errors{reason="unknown_api_version"} 0
 buildkite_exporter_catalog_errors{reason="unreadable_file"} 0
