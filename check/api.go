@@ -445,7 +445,7 @@ func (a *apiChecks) checkPipelineBuilds(org string, p *annotated, builds []build
 	without := 0
 	unknown := map[string]int{} // raw environment name -> a build number naming it
 	for _, b := range deploys {
-		names := metaDataEnvironments(b.MetaData)
+		names := deployment.MetaDataEnvironments(b.MetaData)
 		if len(names) == 0 {
 			without++
 		}
@@ -483,27 +483,6 @@ func (a *apiChecks) checkPipelineBuilds(org string, p *annotated, builds []build
 		okEnv = 1
 	}
 	return okBuilds, okEnv
-}
-
-// metaDataEnvironments returns the environment names a build's meta-data gives, as written:
-// the environment key, else every <app>:<env>:deployed key with a true value (DESIGN.md "What
-// counts as a deployment", rules 1 and 2; the deployment package applies the same rules).
-func metaDataEnvironments(md map[string]string) []string {
-	if env := strings.TrimSpace(md["environment"]); env != "" {
-		return []string{env}
-	}
-	var out []string
-	for _, k := range slices.Sorted(maps.Keys(md)) {
-		parts := strings.Split(k, ":")
-		if len(parts) != 3 || parts[2] != "deployed" || parts[0] == "" || strings.TrimSpace(parts[1]) == "" {
-			continue
-		}
-		switch strings.ToLower(strings.TrimSpace(md[k])) {
-		case "true", "1", "yes", "y", "on":
-			out = append(out, parts[1])
-		}
-	}
-	return out
 }
 
 func (a *apiChecks) reportCapped() {

@@ -153,3 +153,20 @@ func truthy(v string) bool {
 	}
 	return false
 }
+
+// MetaDataEnvironments returns the environment names a build's meta-data gives, as written and
+// before the alias table: the environment key, else every <app>:<env>:deployed key with a true
+// value, in key order (rules 1 and 2 of what counts as a deployment). Empty: the build names no
+// environment, and the slug or the default environment applies.
+func MetaDataEnvironments(md map[string]string) []string {
+	if env := strings.TrimSpace(md["environment"]); env != "" {
+		return []string{env}
+	}
+	var out []string
+	for _, k := range slices.Sorted(maps.Keys(md)) {
+		if _, env, ok := parseDeployedKey(k); ok && truthy(md[k]) {
+			out = append(out, env)
+		}
+	}
+	return out
+}

@@ -63,3 +63,19 @@ func TestOutcomeState(t *testing.T) {
 		}
 	}
 }
+
+func TestMetaDataEnvironments(t *testing.T) {
+	for _, tc := range []struct {
+		md   map[string]string
+		want []string
+	}{
+		{nil, nil},
+		{map[string]string{"environment": " Prod-East "}, []string{"Prod-East"}},
+		{map[string]string{"environment": "stg", "a:prod:deployed": "true"}, []string{"stg"}},
+		{map[string]string{"b:stg:deployed": "yes", "a:prod:deployed": "1", "c:dev:deployed": "false", "x:deployed": "true"}, []string{"prod", "stg"}},
+	} {
+		if diff := cmp.Diff(tc.want, MetaDataEnvironments(tc.md)); diff != "" {
+			t.Errorf("MetaDataEnvironments(%v) (-want +got):\n%s", tc.md, diff)
+		}
+	}
+}
