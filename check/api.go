@@ -16,6 +16,7 @@ import (
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/config"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/deployment"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/internal/secret"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/internal/suggest"
 )
 
 // recentDeployments is how many of a pipeline's latest deployment builds the environment check
@@ -259,7 +260,7 @@ func (a *apiChecks) checkPipelines(st *orgState) {
 			missing = append(missing, p.slug)
 		default:
 			fix := "correct the buildkite.com/pipeline-slug annotation of " + strings.Join(p.components, ", ")
-			if s := closest(p.slug, slugs); s != "" {
+			if s := suggest.Closest(p.slug, slugs); s != "" {
 				fix = fmt.Sprintf("did you mean %s/%s? ", org, s) + fix
 			}
 			fix += "; Buildkite also answers 404 (No pipeline found) for a pipeline the token's user may not see: check the user's team access to it"

@@ -687,12 +687,3 @@ func TestTable(t *testing.T) {
 		t.Errorf("no summary line:\n%s", out)
 	}
 }
-
-func TestClosest(t *testing.T) {
-	slugs := []string{"shop-deploy", "shop-deploy-prod", "api", "web-release"}
-	for in, want := range map[string]string{"shop-deplyo": "shop-deploy", "web-relase": "web-release", "ap": "api", "payments": "", "": ""} {
-		if got := closest(in, slugs); got != want {
-			t.Errorf("closest(%q) = %q, want %q", in, got, want)
-		}
-	}
-}

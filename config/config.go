@@ -8,6 +8,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/internal/suggest"
 	"os"
 	"reflect"
 	"regexp"
@@ -649,47 +650,10 @@ func unknownKeys(n *yaml.Node, t reflect.Type, path string) []Problem {
 
 func unknownKeyMessage(key string, known []string) string {
 	msg := "unknown key"
-	if s := closest(key, known); s != "" {
+	if s := suggest.Closest(key, known); s != "" {
 		msg += fmt.Sprintf(" (did you mean %q?)", s)
 	}
 	return msg + "; the keys here are " + strings.Join(known, ", ")
-}
-
-// closest returns the candidate nearest to s by edit distance, "" when none is near enough to
-// be a likely typo.
-func closest(s string, candidates []string) string {
-	best, bestD := "", -1
-	for _, c := range candidates {
-		d := editDistance(s, c)
-		if bestD < 0 || d < bestD {
-			best, bestD = c, d
-		}
-	}
-	if bestD < 0 || bestD > max(2, len(s)/3) {
-		return ""
-	}
-	return best
-}
-
-// editDistance is the Levenshtein distance between a and b, by bytes.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // NormalizeEnvironment lower-cases name and resolves it through the alias table.
