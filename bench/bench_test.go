@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"math"
 	"path/filepath"
 	"strings"
@@ -182,8 +183,17 @@ func TestRenderAndMemorySmall(t *testing.T) {
 	for _, f := range figs.all {
 		got[f.Name] = f.Value
 	}
-	for _, name := range []string{"series", "Collector.Handler, gzip (every scrape but the first after a poll)", "promhttp, plain (no cache, for comparison)",
-		"Collector.Handler, gzip, first scrape after a poll", "poll cycle with nothing new (snapshot rebuild and encoding)"} {
+	names := []string{"series", "promhttp, text 0.0.4, plain (no cache, for comparison)",
+		"poll cycle with nothing new, no body asked for (snapshot rebuild)", "poll cycle with nothing new, all three bodies warmed",
+		"scrape, text 0.0.4, gzip, deployment body only"}
+	for _, f := range bodyFormats {
+		names = append(names,
+			fmt.Sprintf("first scrape of %s, gzip, not asked for within 15 min (encodes)", f.name),
+			fmt.Sprintf("first scrape of %s, gzip, after a poll (the poller warmed it)", f.name),
+			fmt.Sprintf("scrape, %s, gzip", f.name), fmt.Sprintf("scrape, %s, plain", f.name),
+			fmt.Sprintf("poller's encoding of %s per cycle (Bodies.Warm)", f.name))
+	}
+	for _, name := range names {
 		if got[name] <= 0 {
 			t.Errorf("figure %q = %v, want > 0 (all: %v)", name, got[name], got)
 		}
@@ -210,7 +220,7 @@ func TestRenderAndMemorySmall(t *testing.T) {
 	if got["deployments replayed"] != 3000 {
 		t.Errorf("replayed %v deployments, want 3000", got["deployments replayed"])
 	}
-	if got["RSS after replay and first snapshot"] <= 0 {
+	if got["RSS with every body cached (protobuf, OpenMetrics, text warmed by the poller)"] <= 0 || got["RSS with the text body cached (warmed by the poller)"] <= 0 {
 		t.Errorf("no RSS measured: %v", got)
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/buildkite"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/buildkite/buildkitetest"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/collector"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/exposition"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/internal/cputime"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/internal/secret"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/store"
@@ -140,6 +141,7 @@ func routeOf(path string) string {
 // running is a collector started by startCollector.
 type running struct {
 	c      *collector.Collector
+	scrape http.Handler // /metrics as main.go serves it: exposition.NewHandler, bodies warmed by the poller
 	log    *recordingLog
 	api    *requestLog
 	cancel context.CancelFunc
@@ -170,6 +172,7 @@ func startCollector(t *testing.T, f *buildkitetest.Fake, comps []backstage.Compo
 	r := &running{log: &recordingLog{Log: store.NewMemory()}, done: make(chan error, 1)}
 	cl, api := newClient(t, f, token)
 	r.api = api
+	bodies := exposition.NewBodies(exposition.BodiesOpts{})
 	c, err := collector.New(collector.Options{
 		Client:       cl,
 		Catalog:      func() []backstage.Component { return comps },
@@ -177,11 +180,15 @@ func startCollector(t *testing.T, f *buildkitetest.Fake, comps []backstage.Compo
 		PollInterval: pollInterval,
 		Backfill:     backfill,
 		Logger:       log.NewNopLogger(),
+		OnPublish:    bodies.Warm,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	r.c = c
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(c.HealthCollector())
+	r.scrape = exposition.NewHandler(c.Snapshot, reg, exposition.HandlerOpts{Bodies: bodies})
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	go func() { r.done <- c.Run(ctx) }()
@@ -398,12 +405,12 @@ func deploymentsKey(m orgModel, p int, env, state string) string {
 	return fmt.Sprintf(`component=%q,environment=%q,pipeline=%q,state=%q`, componentName(p), env, m.Org+"/"+m.slug(p), state)
 }
 
-// scrapeDeployments serves /metrics through Collector.Handler, as the exporter does, and returns
-// the buildkite_deployments_total series.
-func scrapeDeployments(t *testing.T, c *collector.Collector) map[string]float64 {
+// scrapeDeployments serves /metrics (text 0.0.4) as the exporter does, and returns the
+// buildkite_deployments_total series.
+func scrapeDeployments(t *testing.T, r *running) map[string]float64 {
 	t.Helper()
 	rec := httptest.NewRecorder()
-	c.Handler(prometheus.NewRegistry()).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	r.scrape.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
 	if rec.Code != http.StatusOK {
 		t.Fatalf("/metrics: status %d", rec.Code)
 	}
@@ -447,7 +454,7 @@ func steadyState(t *testing.T, figs *figures, f *buildkitetest.Fake, ds *dataset
 	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(1500 * time.Millisecond)))
 	simStart := time.Now()
 	sim := newLiveSim(ds, f, simStart, pollInterval)
-	counts := scrapeDeployments(t, r.c)
+	counts := scrapeDeployments(t, r)
 	expected := map[string]float64{}
 	var waiting []visibility
 	var fresh []time.Duration
@@ -488,7 +495,7 @@ func steadyState(t *testing.T, figs *figures, f *buildkitetest.Fake, ds *dataset
 		// A cycle stored its records and published its snapshot without waiting on anything
 		// after Append, so in fake time the series changed at the Append.
 		published := evs[len(evs)-1].at
-		counts = scrapeDeployments(t, r.c)
+		counts = scrapeDeployments(t, r)
 		kept := waiting[:0]
 		for _, v := range waiting {
 			if counts[v.key] >= v.want {
