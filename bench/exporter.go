@@ -80,8 +80,11 @@ type exporter struct {
 	// bodyOnly is the same /metrics with an empty exporter registry: the deployment body and
 	// nothing else, as the previous encoder's figures were measured.
 	bodyOnly http.Handler
-	gate     *publishGate
-	stop     func() error
+	// registriesOnly is /metrics without the deployment body: the exporter's registries alone;
+	// catalogOnly, the catalog collector alone (buildkite_component_info: a series per component).
+	registriesOnly, catalogOnly http.Handler
+	gate                        *publishGate
+	stop                        func() error
 	// start is how long Run took to publish its first poll cycle's snapshot (replay included);
 	// set by waitFirstCycle.
 	start time.Duration
@@ -128,6 +131,11 @@ func startExporter(o exporterOpts) (*exporter, error) {
 	})
 	e.handler = promhttp.InstrumentMetricHandler(exporterReg, h)
 	e.bodyOnly = exposition.NewHandler(c.Snapshot, prometheus.NewRegistry(), exposition.HandlerOpts{Bodies: e.bodies})
+	none := func() *snapshot.Snapshot { return nil }
+	e.registriesOnly = exposition.NewHandler(none, prometheus.Gatherers{exporterReg, reg}, exposition.HandlerOpts{})
+	catalogReg := prometheus.NewRegistry()
+	catalogReg.MustRegister(collector.NewCatalogCollector(func() *backstage.Snapshot { return catalog }))
+	e.catalogOnly = exposition.NewHandler(none, catalogReg, exposition.HandlerOpts{})
 
 	ctx, cancel := context.WithCancel(context.Background())
 	exited := make(chan struct{})

@@ -17,6 +17,7 @@ import (
 
 	"github.com/go-kit/log"
 
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/internal/cputime"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/store"
 )
 
@@ -82,6 +83,9 @@ func procStatus() map[string]float64 {
 
 const mib = 1 << 20
 
+// memCycles is how many poll cycles the memory stage's cycle CPU figure is the mean of.
+const memCycles = 3
+
 // replayLogger catches the collector's "Replayed the deployment log" line: when the replay ended
 // and how many records it read.
 type replayLogger struct {
@@ -119,6 +123,9 @@ func memoryFigures(figs *figures, dir string, comps int, heapProfile string) err
 		return fmt.Errorf("memory: no store at %s; make one with bench mkstore: %w", dir, err)
 	}
 	sec := fmt.Sprintf("memory %d components", comps)
+	if lim := os.Getenv("GOMEMLIMIT"); lim != "" {
+		sec += ", GOMEMLIMIT=" + lim
+	}
 	before := procStatus()
 	began := time.Now()
 	st, err := store.OpenBolt(dir, store.BoltOptions{Logger: log.NewNopLogger()})
@@ -195,6 +202,22 @@ func memoryFigures(figs *figures, dir string, comps int, heapProfile string) err
 		return err
 	}
 	measure("with every body cached (protobuf, OpenMetrics, text warmed by the poller)", true)
+	// What the poller spends on a cycle that rebuilds the snapshot and warms all three bodies,
+	// in this process (the heap of the whole log's aggregate: GC work depends on it).
+	var msBefore, msAfter runtime.MemStats
+	runtime.ReadMemStats(&msBefore)
+	cpu0, t0 := cputime.Process(), time.Now()
+	for range memCycles {
+		if _, err := e.nextCycle(); err != nil {
+			return err
+		}
+	}
+	cycleCPU, cycleWall := cputime.Process()-cpu0, time.Since(t0)
+	runtime.ReadMemStats(&msAfter)
+	figs.info(sec, "poll cycle with nothing new, every body warmed", ms(cycleCPU)/memCycles, "cpu-ms/cycle",
+		fmt.Sprintf("mean of %d cycles, %.0f ms wall each; %.1f GCs a cycle, %.0f MB allocated a cycle", memCycles, ms(cycleWall)/memCycles,
+			float64(msAfter.NumGC-msBefore.NumGC)/memCycles, float64(msAfter.TotalAlloc-msBefore.TotalAlloc)/memCycles/1e6))
+	measure("with every body cached, after three more cycles", false)
 	if heapProfile != "" {
 		f, err := os.Create(heapProfile)
 		if err != nil {

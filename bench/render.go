@@ -317,6 +317,8 @@ func renderFigures(figs *figures, n int) error {
 		{"OpenMetrics 1.0.0, plain", acceptProm3, "no gzip: decompresses the cached body", e.handler, false, false},
 		{"text 0.0.4, plain", "", "no gzip: decompresses the cached body", e.handler, false, false},
 		{"text 0.0.4, gzip, deployment body only", "", "empty exporter registry, as the previous encoder's figure was measured", e.bodyOnly, true, false},
+		{"text 0.0.4, gzip, exporter registries only", "", "no deployment body: version, Go, process, catalog and health collectors", e.registriesOnly, true, false},
+		{"text 0.0.4, gzip, catalog collector only", "", "buildkite_component_info (one series per component) and the catalog gauges, gathered at every scrape", e.catalogOnly, true, false},
 	}
 	for _, v := range variants {
 		r, err := measureScrape(v.h, v.accept, v.gz)
