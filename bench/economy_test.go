@@ -84,7 +84,7 @@ func (l *recordingLog) events() []appendEvent {
 // apiRequest is one request a client sent, at the fake time it was sent.
 type apiRequest struct {
 	route  string
-	kind   string // "open" (a state[] filter) or "finished"
+	kind   string // "open" (a state[] filter), "finished" (the other listings) or "get" (Get-a-build)
 	status int
 	at     time.Time
 }
@@ -99,7 +99,10 @@ type requestLog struct {
 
 func (l *requestLog) RoundTrip(req *http.Request) (*http.Response, error) {
 	r := apiRequest{route: routeOf(req.URL.Path), kind: "finished", at: time.Now()}
-	if req.URL.Query().Has("state[]") {
+	switch {
+	case r.route == buildkitetest.RouteBuild:
+		r.kind = "get"
+	case req.URL.Query().Has("state[]"):
 		r.kind = "open"
 	}
 	resp, err := l.next.RoundTrip(req)
@@ -608,8 +611,8 @@ func steadyState(t *testing.T, figs *figures, f *buildkitetest.Fake, ds *dataset
 	figs.info(sec, "cycles measured", n, "cycles", fmt.Sprintf("poll interval %v, after %d warm-up cycles", pollInterval, warmup))
 	figs.info(sec, "builds finished per cycle (org-wide)", float64(sumFinished)/n, "builds", "")
 	figs.target(sec, "requests per cycle (mean)", meanReq, "requests", fmt.Sprintf("≤ pages of changed builds + 1 = %.2f", meanTarget), meanReq <= meanTarget,
-		fmt.Sprintf("max %d; %d of %d cycles over; per cycle: finished builds %.2f, open builds %.2f; org-wide %d, per pipeline %d, get build %d in total",
-			maxReq, overTarget, len(stats), float64(routes["query finished"])/n, float64(routes["query open"])/n,
+		fmt.Sprintf("max %d; %d of %d cycles over; per cycle: finished builds %.2f, open builds %.2f, Get-a-build %.2f; org-wide %d, per pipeline %d, get build %d in total",
+			maxReq, overTarget, len(stats), float64(routes["query finished"])/n, float64(routes["query open"])/n, float64(routes["query get"])/n,
 			routes[buildkitetest.RouteOrgBuilds], routes[buildkitetest.RoutePipelineBuilds], routes[buildkitetest.RouteBuild]))
 	figs.info(sec, "failed deployments", float64(failed), "deployments",
 		fmt.Sprintf("annotated builds that finished failed in the measured cycles; %d builds finished again after a retry made once the build had finished (%d retries in all pipelines during the simulation, %d in annotated ones)",

@@ -89,10 +89,11 @@ const memCycles = 3
 // replayLogger catches the collector's "Replayed the deployment log" line: when the replay ended
 // and how many records it read.
 type replayLogger struct {
-	began   time.Time
-	mu      sync.Mutex
-	at      time.Duration
-	records int
+	began    time.Time
+	beganCPU time.Duration
+	mu       sync.Mutex
+	at, cpu  time.Duration
+	records  int
 }
 
 func (l *replayLogger) Log(kv ...any) error {
@@ -108,7 +109,7 @@ func (l *replayLogger) Log(kv ...any) error {
 	}
 	if strings.HasPrefix(msg, "Replayed the deployment log") {
 		l.mu.Lock()
-		l.at, l.records = time.Since(l.began), records
+		l.at, l.cpu, l.records = time.Since(l.began), cputime.Process()-l.beganCPU, records
 		l.mu.Unlock()
 	}
 	return nil
@@ -127,13 +128,13 @@ func memoryFigures(figs *figures, dir string, comps int, heapProfile string) err
 		sec += ", GOMEMLIMIT=" + lim
 	}
 	before := procStatus()
-	began := time.Now()
+	began, beganCPU := time.Now(), cputime.Process()
 	st, err := store.OpenBolt(dir, store.BoltOptions{Logger: log.NewNopLogger()})
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	rl := &replayLogger{began: began}
+	rl := &replayLogger{began: began, beganCPU: beganCPU}
 	// The poller waits after each publish (and Warm) until released: nothing runs beside the
 	// measurements.
 	e, err := startExporter(exporterOpts{log: st, comps: benchCatalog(comps), interval: 10 * time.Millisecond, logger: rl, hold: true})
@@ -145,13 +146,13 @@ func memoryFigures(figs *figures, dir string, comps int, heapProfile string) err
 		return err
 	}
 	rl.mu.Lock()
-	replay, records := rl.at, rl.records
+	replay, replayCPU, records := rl.at, rl.cpu, rl.records
 	rl.mu.Unlock()
 	if records <= 0 {
 		return errors.New("memory: the collector did not log its replay; cannot tell how many records it read")
 	}
 	figs.info(sec, "deployments replayed", float64(records), "records", "")
-	figs.info(sec, "replay (open, load, replay)", replay.Seconds(), "s", "until the collector logged the end of its replay")
+	figs.info(sec, "replay (open, load, replay)", replay.Seconds(), "s", fmt.Sprintf("until the collector logged the end of its replay; %.1f s CPU", replayCPU.Seconds()))
 	figs.info(sec, "start to first snapshot", e.start.Seconds(), "s", "replay, first poll cycle (nothing new), snapshot; no body encoded: no scraper asked yet")
 
 	measure := func(when string, target bool) {
