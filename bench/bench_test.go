@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"math"
 	"path/filepath"
 	"strings"
@@ -16,7 +17,7 @@ import (
 // TestDatasetCounts: the counts the figures are compared with (builds per window, pages per
 // pipeline) are what the fake actually serves.
 func TestDatasetCounts(t *testing.T) {
-	m := orgModel{Org: "acme", Pipelines: 30, Annotated: 3, BuildsPerDay: 60, Days: 20, Seed: 7}
+	m := orgModel{Org: "acme", Pipelines: 30, Annotated: 3, BuildsPerDay: 100, Days: 20, Seed: 7}
 	f := buildkitetest.New(buildkitetest.WithRateLimits(false))
 	end := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 	w := 10 * day
@@ -24,7 +25,7 @@ func TestDatasetCounts(t *testing.T) {
 	if got := len(m.components()); got != m.Annotated {
 		t.Fatalf("%d components, want %d", got, m.Annotated)
 	}
-	var all, org, ann, annPages, open int
+	var all, org, ann, annPages, open, annRetried, retried int
 	for p := range m.Pipelines {
 		n := 0
 		for num := 1; ; num++ {
@@ -37,11 +38,21 @@ func TestDatasetCounts(t *testing.T) {
 				open++
 				continue
 			}
+			// A retried build failed first (failing_at), then finished again later.
+			if !b.FailingAt.IsZero() && b.FailingAt.Before(b.FinishedAt.Time) {
+				retried++
+				if m.annotated(p) && (len(b.Jobs) != 2 || !b.Jobs[0].Retried || b.Jobs[1].RetrySource == nil) {
+					t.Errorf("retried build %s#%d has jobs %+v, want the failed attempt and its retry", m.slug(p), num, b.Jobs)
+				}
+			}
 			if !b.FinishedAt.Before(end.Add(-w)) {
 				org++
 				if m.annotated(p) {
 					ann++
 					n++
+					if len(b.Jobs) == 2 {
+						annRetried++
+					}
 				}
 			}
 			if b.FinishedAt.After(end) || b.CreatedAt.After(end) {
@@ -51,6 +62,9 @@ func TestDatasetCounts(t *testing.T) {
 		if m.annotated(p) {
 			annPages += max(1, (n+99)/100)
 		}
+	}
+	if retried != ds.retried || annRetried != ds.annRetried[w] || retried == 0 {
+		t.Errorf("fake holds %d retried builds, %d of them annotated in the window; dataset says %d, %d", retried, annRetried, ds.retried, ds.annRetried[w])
 	}
 	if all != ds.builds || org != ds.orgFinished[w] || ann != ds.annFinished[w] || annPages != ds.annPipePages[w] || open != ds.openOrg || open != len(ds.pending) {
 		t.Errorf("fake holds %d builds, %d finished in the window (%d annotated, %d pages), %d open; dataset says %d, %d (%d, %d), %d (%d pending)",
@@ -67,14 +81,15 @@ func TestDatasetCounts(t *testing.T) {
 // are due, and probes land on annotated pipelines once per interval.
 func TestLiveSimFinishesBuilds(t *testing.T) {
 	m := orgModel{Org: "acme", Pipelines: 10, Annotated: 2, BuildsPerDay: 24 * 60 * 6, Days: 1, Seed: 3} // 6 builds/min
-	f := buildkitetest.New(buildkitetest.WithRateLimits(false))
 	end := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
-	ds := m.load(f, end)
 	start := end.Add(time.Hour)
+	now := start
+	f := buildkitetest.New(buildkitetest.WithRateLimits(false), buildkitetest.WithClock(func() time.Time { return now }))
+	ds := m.load(f, end)
 	sim := newLiveSim(ds, f, start, 30*time.Second)
-	var finished, probes int
+	var finished, probes, failed, refinished int
 	for s := range 30 * 60 { // 30 minutes
-		now := start.Add(time.Duration(s) * time.Second)
+		now = start.Add(time.Duration(s) * time.Second)
 		done, err := sim.advance(now)
 		if err != nil {
 			t.Fatal(err)
@@ -94,7 +109,22 @@ func TestLiveSimFinishesBuilds(t *testing.T) {
 					t.Errorf("probe on unannotated pipeline %s", m.slug(ev.pipeline))
 				}
 			}
+			if ev.state == buildkite.StateFailed && !ev.retried {
+				failed++
+			}
+			if ev.retried {
+				refinished++
+				// The failed attempt, retried once the build had finished, and the retry.
+				if len(b.Jobs) != 2 || !b.Jobs[0].Retried || b.Jobs[0].State != buildkite.StateFailed || b.Jobs[1].RetryType != buildkite.RetryTypeManual ||
+					!b.Jobs[1].CreatedAt.After(b.Jobs[0].FinishedAt.Time) || b.Jobs[1].State != ev.state || b.FailingAt.IsZero() {
+					t.Errorf("retried build %s#%d: %+v", m.slug(ev.pipeline), ev.number, b)
+				}
+			}
 		}
+	}
+	// 9% of ~180 builds fail; a third of those are retried 1–20 minutes later.
+	if failed == 0 || sim.retries == 0 || refinished == 0 || sim.retries > failed {
+		t.Errorf("%d builds failed, %d were retried, %d finished again", failed, sim.retries, refinished)
 	}
 	// Every pending build of the history plus ~180 arrivals, less those still running.
 	if finished < 100 {
@@ -182,8 +212,17 @@ func TestRenderAndMemorySmall(t *testing.T) {
 	for _, f := range figs.all {
 		got[f.Name] = f.Value
 	}
-	for _, name := range []string{"series", "Collector.Handler, gzip (every scrape but the first after a poll)", "promhttp, plain (no cache, for comparison)",
-		"Collector.Handler, gzip, first scrape after a poll", "poll cycle with nothing new (snapshot rebuild and encoding)"} {
+	names := []string{"series", "promhttp, text 0.0.4, plain (no cache, for comparison)",
+		"poll cycle with nothing new, no body asked for (snapshot rebuild)", "poll cycle with nothing new, all three bodies warmed",
+		"scrape, text 0.0.4, gzip, deployment body only"}
+	for _, f := range bodyFormats {
+		names = append(names,
+			fmt.Sprintf("first scrape of %s, gzip, not asked for within 15 min (encodes)", f.name),
+			fmt.Sprintf("first scrape of %s, gzip, after a poll (the poller warmed it)", f.name),
+			fmt.Sprintf("scrape, %s, gzip", f.name), fmt.Sprintf("scrape, %s, plain", f.name),
+			fmt.Sprintf("poller's encoding of %s per cycle (Bodies.Warm)", f.name))
+	}
+	for _, name := range names {
 		if got[name] <= 0 {
 			t.Errorf("figure %q = %v, want > 0 (all: %v)", name, got[name], got)
 		}
@@ -210,7 +249,7 @@ func TestRenderAndMemorySmall(t *testing.T) {
 	if got["deployments replayed"] != 3000 {
 		t.Errorf("replayed %v deployments, want 3000", got["deployments replayed"])
 	}
-	if got["RSS after replay and first snapshot"] <= 0 {
+	if got["RSS with every body cached (protobuf, OpenMetrics, text warmed by the poller)"] <= 0 || got["RSS with the text body cached (warmed by the poller)"] <= 0 {
 		t.Errorf("no RSS measured: %v", got)
 	}
 }

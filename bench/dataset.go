@@ -85,14 +85,21 @@ var envMeta = []map[string]string{
 	{"environment": "production"}, {"environment": "staging"}, {"environment": "development"},
 }
 
-// buildGen draws build attributes.
+// buildGen draws build attributes. Retries are drawn from a generator of their own, so that
+// the builds themselves (arrivals, times, states) are those of the data set before retries were
+// added.
 type buildGen struct {
-	rng *rand.Rand
-	n   uint64
+	rng   *rand.Rand
+	retry *rand.Rand
+	n     uint64
+	space int // of job ids
 }
 
 func newBuildGen(seed uint64) *buildGen {
-	return &buildGen{rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
+	return &buildGen{
+		rng:   rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+		retry: rand.New(rand.NewPCG(seed^0x5851f42d4c957f2d, seed)),
+	}
 }
 
 // next returns a build created at created, running (finished_at null), with the time it will
@@ -118,9 +125,71 @@ func (g *buildGen) next(created time.Time) (buildkite.Build, time.Time, string) 
 	return b, finish, state
 }
 
+// retryShare is the share of failed builds someone retries once the build has finished (the
+// failed job, manually); retryPassShare of the retries pass.
+const (
+	retryShare     = 1.0 / 3
+	retryPassShare = 0.8
+)
+
+// retryPlan is a manual retry of a failed build's job, made after the build finished.
+type retryPlan struct {
+	at       time.Time // the retry job's created_at: the build goes back to running
+	started  time.Time // the retry job starts
+	finish   time.Time // the retry job and the build finish
+	state    string    // the build's state after the retry
+	retrying bool
+}
+
+// retryAfter draws whether a build that finished failed at failed is retried: a third are, 1 to
+// 20 minutes after the failure (after the poller has seen it: a cycle is 30 s); the retried job
+// queues 0–30 s and runs 3–10 min, and passes 80% of the time.
+func (g *buildGen) retryAfter(failed time.Time) retryPlan {
+	if g.retry.Float64() >= retryShare {
+		return retryPlan{}
+	}
+	at := failed.Add(time.Minute + time.Duration(g.retry.IntN(19*60))*time.Second)
+	started := at.Add(time.Duration(g.retry.IntN(30)) * time.Second)
+	finish := started.Add(3*time.Minute + time.Duration(g.retry.IntN(7*60))*time.Second)
+	state := buildkite.StateFailed
+	if g.retry.Float64() < retryPassShare {
+		state = buildkite.StatePassed
+	}
+	return retryPlan{at: at, started: started, finish: finish, state: state, retrying: true}
+}
+
+// jobID is the id of attempt a of the deploy job of the generator's build n (the builds have one
+// script job); the history's and the live simulation's generators have ids of their own.
+func (g *buildGen) jobID(n uint64, a int) string {
+	return fmt.Sprintf("0192%04x-%04x-4000-8000-%012x", g.space, a, n)
+}
+
+// deployJob is the first attempt of a build's one script job, as created with the build.
+func deployJob(id string, created time.Time) buildkite.Job {
+	return buildkite.Job{
+		ID: id, Type: buildkite.JobTypeScript, Name: "deploy", Label: "deploy", StepKey: "deploy",
+		State: buildkite.StateScheduled, CreatedAt: ts(created), ScheduledAt: ts(created), RunnableAt: ts(created),
+	}
+}
+
+// retriedJobs are the jobs of the generator's last build, whose deploy job failed (started, failed) and was retried
+// as r plans: the first attempt retried in the second, which retry_source links back.
+func (g *buildGen) retriedJobs(created, started, failed time.Time, r retryPlan) []buildkite.Job {
+	a := deployJob(g.jobID(g.n, 0), created)
+	a.State, a.StartedAt, a.FinishedAt = buildkite.StateFailed, ts(started), ts(failed)
+	one := 1
+	b := deployJob(g.jobID(g.n, 1), r.at)
+	a.Retried, a.RetriedInJobID = true, b.ID
+	b.State, b.StartedAt, b.FinishedAt = r.state, ts(r.started), ts(r.finish)
+	b.RetriesCount, b.RetryType = &one, buildkite.RetryTypeManual
+	b.RetrySource = &buildkite.RetrySource{JobID: a.ID, RetryType: buildkite.RetryTypeManual}
+	return []buildkite.Job{a, b}
+}
+
 func ts(t time.Time) buildkite.Timestamp { return buildkite.Timestamp{Time: t.UTC()} }
 
-// pendingBuild is a build still running at the end of the loaded history.
+// pendingBuild is a build still running at the end of the loaded history, or an event of the
+// live simulation: the build finishes at finishAt in state, or, with retry, is retried then.
 type pendingBuild struct {
 	pipeline  int
 	number    int
@@ -129,6 +198,11 @@ type pendingBuild struct {
 	env       string
 	annotated bool
 	probe     bool
+	job       string    // the deploy job attempt that finishes, or that is retried
+	started   time.Time // when that attempt started
+	retry     bool      // the event is a retry of job, as plan says, not a finish
+	plan      retryPlan
+	retried   bool // the build was retried once (it finishes its second attempt)
 }
 
 // dataset is what load put into the fake, with the counts the figures are compared against.
@@ -138,10 +212,16 @@ type dataset struct {
 	builds  int
 	pending []pendingBuild
 	// finishedSince[w]: builds finished in the last w before end; per annotated pipeline and org-wide.
-	windows       []time.Duration
-	orgFinished   map[time.Duration]int
-	annFinished   map[time.Duration]int
-	annPipePages  map[time.Duration]int // Σ over annotated pipelines of max(1, ⌈builds/100⌉)
+	windows      []time.Duration
+	orgFinished  map[time.Duration]int
+	annFinished  map[time.Duration]int
+	annPipePages map[time.Duration]int // Σ over annotated pipelines of max(1, ⌈builds/100⌉)
+	// annRetried[w]: builds of annotated pipelines finished in the last w that failed, were
+	// retried once finished, and finished again: each holds two outcomes, the recovered failure
+	// and the retry's. retried and annFailed count them, and every failed build, over the history.
+	annRetried    map[time.Duration]int
+	retried       int
+	annFailed     int
 	openAnnotated int
 	openOrg       int
 	lastNumber    []int // by pipeline
@@ -149,10 +229,18 @@ type dataset struct {
 
 // load adds Days of history before end to f, pipeline by pipeline; builds finishing after end
 // stay running and are returned as pending. windows are the backfill windows to count builds for.
+//
+// A third of the failed builds were retried once finished (retryAfter), and finished again
+// before end; their finished_at and state are the retry's, failing_at the first failure's. Jobs
+// cost memory at 1.8 million builds, so only the builds whose jobs the exporter reads for their
+// outcome carry them: the failed and retried builds of annotated pipelines (a failed deploy job,
+// and its retry), and the builds still running at the end (a deploy job the live simulation
+// finishes). The others list with no jobs, which no outcome of theirs depends on.
 func (m orgModel) load(f *buildkitetest.Fake, end time.Time, windows ...time.Duration) *dataset {
 	ds := &dataset{
 		model: m, end: end, windows: windows,
 		orgFinished: map[time.Duration]int{}, annFinished: map[time.Duration]int{}, annPipePages: map[time.Duration]int{},
+		annRetried: map[time.Duration]int{},
 	}
 	gen := newBuildGen(m.Seed)
 	start := end.Add(-time.Duration(m.Days) * 24 * time.Hour)
@@ -171,18 +259,45 @@ func (m orgModel) load(f *buildkitetest.Fake, end time.Time, windows ...time.Dur
 			}
 			b, finish, state := gen.next(t)
 			b.Number = len(batch) + 1
+			var retry retryPlan
+			if state == buildkite.StateFailed && !finish.After(end) {
+				if retry = gen.retryAfter(finish); retry.retrying && retry.finish.After(end) {
+					retry = retryPlan{} // not retried before the end of the history
+				}
+			}
 			if finish.After(end) {
-				ds.pending = append(ds.pending, pendingBuild{pipeline: p, number: b.Number, finishAt: finish, state: state, env: b.MetaData["environment"], annotated: ann})
+				id := gen.jobID(gen.n, 0)
+				b.Jobs = []buildkite.Job{deployJob(id, t)}
+				ds.pending = append(ds.pending, pendingBuild{pipeline: p, number: b.Number, finishAt: finish, state: state, env: b.MetaData["environment"], annotated: ann, job: id, started: b.StartedAt.Time})
 				ds.openOrg++
 				if ann {
 					ds.openAnnotated++
 				}
 			} else {
 				b.State, b.FinishedAt = state, ts(finish)
+				if state == buildkite.StateFailed {
+					b.FailingAt = ts(finish) // as the fake's FinishBuild infers
+					if ann {
+						ds.annFailed++
+						b.Jobs = []buildkite.Job{deployJob(gen.jobID(gen.n, 0), t)}
+						b.Jobs[0].State, b.Jobs[0].StartedAt, b.Jobs[0].FinishedAt = state, b.StartedAt, b.FinishedAt
+					}
+				}
+				if retry.retrying {
+					ds.retried++
+					if ann {
+						b.Jobs = gen.retriedJobs(t, b.StartedAt.Time, finish, retry)
+					}
+					b.State, b.FinishedAt = retry.state, ts(retry.finish)
+					finish = retry.finish
+				}
 				for _, w := range windows {
 					if !finish.Before(end.Add(-w)) {
 						ds.orgFinished[w]++
 						perWindow[w]++
+						if ann && retry.retrying {
+							ds.annRetried[w]++
+						}
 					}
 				}
 			}
@@ -207,10 +322,12 @@ func (m orgModel) load(f *buildkitetest.Fake, end time.Time, windows ...time.Dur
 func pagesFor(n int) int { return max(1, (n+99)/100) }
 
 // liveSim keeps the organization building after the history: new builds arrive at BuildsPerDay
-// on uniformly chosen pipelines and finish after their run time. Besides, one probe deployment
-// per poll interval finishes at a random moment of the interval on an annotated pipeline, so
-// freshness has samples at any scale. Events happen at the times advance is called with (the
-// harness steps fake time by one second), never between two steps.
+// on uniformly chosen pipelines and finish after their run time; a third of the failed builds
+// are retried once finished (retryAfter) and finish again. Besides, one probe deployment per poll
+// interval finishes at a random moment of the interval on an annotated pipeline, so freshness has
+// samples at any scale. Events happen at the times advance is called with (the harness steps
+// fake time by one second), never between two steps; the fake's clock must be the simulation's
+// (it stamps the retry job's created_at).
 type liveSim struct {
 	m         orgModel
 	f         *buildkitetest.Fake
@@ -221,6 +338,8 @@ type liveSim struct {
 	interval  time.Duration
 	pending   []pendingBuild
 	numbers   map[int]int // pipeline → last build number
+	// retries and annRetries count the retries made, in every pipeline and in annotated ones.
+	retries, annRetries int
 }
 
 // finishedEvent is a build the simulation finished.
@@ -232,6 +351,7 @@ type finishedEvent struct {
 
 func newLiveSim(ds *dataset, f *buildkitetest.Fake, from time.Time, interval time.Duration) *liveSim {
 	s := &liveSim{m: ds.model, f: f, gen: newBuildGen(ds.model.Seed + 1), numbers: map[int]int{}, interval: interval}
+	s.gen.space = 1
 	for p, n := range ds.lastNumber {
 		s.numbers[p] = n
 	}
@@ -261,18 +381,22 @@ func (s *liveSim) schedule(p pendingBuild) {
 	s.pending = slices.Insert(s.pending, i, p)
 }
 
-// start adds a running build of pipeline p created at now that finishes at finish.
+// start adds a running build of pipeline p created at now, with its deploy job, that finishes at finish.
 func (s *liveSim) start(p int, now time.Time, finish func(time.Time) time.Time, probe bool) {
 	b, fin, state := s.gen.next(now)
 	if finish != nil {
 		fin = finish(fin)
 	}
 	b.Number = s.number(p)
+	job := s.gen.jobID(s.gen.n, 0)
+	b.Jobs = []buildkite.Job{deployJob(job, now)}
 	s.f.AddBuild(s.m.Org, s.m.slug(p), b)
-	s.schedule(pendingBuild{pipeline: p, number: b.Number, finishAt: fin, state: state, env: b.MetaData["environment"], annotated: s.m.annotated(p), probe: probe})
+	s.schedule(pendingBuild{pipeline: p, number: b.Number, finishAt: fin, state: state, env: b.MetaData["environment"], annotated: s.m.annotated(p), probe: probe,
+		job: job, started: b.StartedAt.Time})
 }
 
-// advance applies every arrival and finish due by now, at now, and returns the builds it finished.
+// advance applies every arrival, retry and finish due by now, at now, and returns the builds it
+// finished.
 func (s *liveSim) advance(now time.Time) ([]finishedEvent, error) {
 	for !s.next.After(now) {
 		s.start(s.gen.rng.IntN(s.m.Pipelines), now, nil, false)
@@ -289,10 +413,39 @@ func (s *liveSim) advance(now time.Time) ([]finishedEvent, error) {
 	for len(s.pending) > 0 && !s.pending[0].finishAt.After(now) {
 		p := s.pending[0]
 		s.pending = s.pending[1:]
-		if err := s.f.FinishBuild(s.m.Org, s.m.slug(p.pipeline), p.number, p.state, now); err != nil {
+		org, slug := s.m.Org, s.m.slug(p.pipeline)
+		if p.retry {
+			if err := s.f.RetryJob(org, slug, p.number, p.job, buildkite.RetryTypeManual); err != nil {
+				return done, err
+			}
+			b, _ := s.f.Build(org, slug, p.number)
+			r := p.plan
+			s.retries++
+			if p.annotated {
+				s.annRetries++
+			}
+			// The retry starts after its queue time and runs as retryAfter drew it, shifted to now.
+			shift := now.Sub(r.at)
+			next := p
+			next.retry, next.retried, next.plan = false, true, retryPlan{}
+			next.job, next.started, next.finishAt, next.state = b.Jobs[len(b.Jobs)-1].ID, r.started.Add(shift), r.finish.Add(shift), r.state
+			s.schedule(next)
+			continue
+		}
+		if err := s.f.FinishJob(org, slug, p.number, p.job, p.state, p.started, now); err != nil {
+			return done, err
+		}
+		if err := s.f.FinishBuild(org, slug, p.number, p.state, now); err != nil {
 			return done, err
 		}
 		done = append(done, finishedEvent{pendingBuild: p, at: now, probe: p.probe})
+		if p.state == buildkite.StateFailed && !p.retried {
+			if r := s.gen.retryAfter(now); r.retrying {
+				retry := p
+				retry.retry, retry.plan, retry.finishAt, retry.probe = true, r, r.at, false
+				s.schedule(retry)
+			}
+		}
 	}
 	return done, nil
 }

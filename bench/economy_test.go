@@ -25,6 +25,7 @@ import (
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/buildkite"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/buildkite/buildkitetest"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/collector"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/exposition"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/internal/cputime"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/internal/secret"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/store"
@@ -36,7 +37,7 @@ var (
 	flagScale         = flag.Float64("scale", 0, "organization size relative to the issue's (1 = 20,000 pipelines, 2,000 annotated, 20,000 builds/day); 0 = a small organization (0.01)")
 	flagBackfillScale = flag.Float64("backfill-scale", 0, "organization size for the 30- and 90-day backfills; 0 = -scale. The fake scans its whole index for every org-wide page, so a full-scale backfill costs about an hour of CPU")
 	flagDays          = flag.Int("days", 90, "days of build history in the fake")
-	flagCycles        = flag.Int("cycles", 0, "steady-state poll cycles to measure; 0 = 60 at -scale, 20 otherwise")
+	flagCycles        = flag.Int("cycles", 0, "steady-state poll cycles to measure; 0 = 240 (two hours) at -scale, 20 otherwise")
 	flagOut           = flag.String("out", "", "append the figures as JSON lines to this file")
 	flagRPM           = flag.Float64("rpm", 50, "requests per minute the client may send: Buildkite's per-user limit is 50")
 )
@@ -83,7 +84,7 @@ func (l *recordingLog) events() []appendEvent {
 // apiRequest is one request a client sent, at the fake time it was sent.
 type apiRequest struct {
 	route  string
-	kind   string // "open" (a state[] filter) or "finished"
+	kind   string // "open" (a state[] filter), "finished" (the other listings) or "get" (Get-a-build)
 	status int
 	at     time.Time
 }
@@ -98,7 +99,10 @@ type requestLog struct {
 
 func (l *requestLog) RoundTrip(req *http.Request) (*http.Response, error) {
 	r := apiRequest{route: routeOf(req.URL.Path), kind: "finished", at: time.Now()}
-	if req.URL.Query().Has("state[]") {
+	switch {
+	case r.route == buildkitetest.RouteBuild:
+		r.kind = "get"
+	case req.URL.Query().Has("state[]"):
 		r.kind = "open"
 	}
 	resp, err := l.next.RoundTrip(req)
@@ -140,6 +144,7 @@ func routeOf(path string) string {
 // running is a collector started by startCollector.
 type running struct {
 	c      *collector.Collector
+	scrape http.Handler // /metrics as main.go serves it: exposition.NewHandler, bodies warmed by the poller
 	log    *recordingLog
 	api    *requestLog
 	cancel context.CancelFunc
@@ -170,6 +175,7 @@ func startCollector(t *testing.T, f *buildkitetest.Fake, comps []backstage.Compo
 	r := &running{log: &recordingLog{Log: store.NewMemory()}, done: make(chan error, 1)}
 	cl, api := newClient(t, f, token)
 	r.api = api
+	bodies := exposition.NewBodies(exposition.BodiesOpts{})
 	c, err := collector.New(collector.Options{
 		Client:       cl,
 		Catalog:      func() []backstage.Component { return comps },
@@ -177,11 +183,15 @@ func startCollector(t *testing.T, f *buildkitetest.Fake, comps []backstage.Compo
 		PollInterval: pollInterval,
 		Backfill:     backfill,
 		Logger:       log.NewNopLogger(),
+		OnPublish:    bodies.Warm,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	r.c = c
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(c.HealthCollector())
+	r.scrape = exposition.NewHandler(c.Snapshot, reg, exposition.HandlerOpts{Bodies: bodies})
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	go func() { r.done <- c.Run(ctx) }()
@@ -256,7 +266,7 @@ func TestEconomy(t *testing.T) {
 		}
 	}
 	if cycles == 0 {
-		cycles = 60
+		cycles = 240
 	}
 	m := issueScale(scale, *flagDays)
 	var windows []time.Duration
@@ -287,6 +297,8 @@ func TestEconomy(t *testing.T) {
 	t.Logf("backfill organization: %v: %d builds, %d running at the end of history; loaded in %v", bm, ds.builds, ds.openOrg, time.Since(began).Round(time.Millisecond))
 	figs.info("dataset", "backfill organization: pipelines", float64(bm.Pipelines), "", fmt.Sprintf("scale %g: %d annotated (one component each)", bscale, bm.Annotated))
 	figs.info("dataset", "backfill organization: builds", float64(ds.builds), "builds", fmt.Sprintf("%.0f/day over %d days, Poisson arrivals, uniform over pipelines", bm.BuildsPerDay, bm.Days))
+	figs.info("dataset", "backfill organization: failed builds retried once finished", float64(ds.retried), "builds",
+		fmt.Sprintf("a third of the failures (9%% of builds); %d failed builds in annotated pipelines over the history", ds.annFailed))
 
 	// The backfills only read the fake: they run side by side, one bubble each.
 	t.Run("backfill", func(t *testing.T) {
@@ -317,7 +329,7 @@ func TestEconomy(t *testing.T) {
 	}
 	t.Logf("steady-state organization: %v: %d builds, %d running at the end of history; loaded in %v", m, ds.builds, ds.openOrg, time.Since(began).Round(time.Millisecond))
 	figs.info("dataset", "steady-state organization: pipelines", float64(m.Pipelines), "", fmt.Sprintf("scale %g: %d annotated (one component each)", scale, m.Annotated))
-	figs.info("dataset", "steady-state organization: builds", float64(ds.builds), "builds", fmt.Sprintf("%.0f/day over %d days", m.BuildsPerDay, m.Days))
+	figs.info("dataset", "steady-state organization: builds", float64(ds.builds), "builds", fmt.Sprintf("%.0f/day over %d days; %d failed builds retried once finished", m.BuildsPerDay, m.Days, ds.retried))
 	// The steady state changes the fake, so it runs last, with a collector of its own whose
 	// backfill is short: requests per cycle do not depend on how much history is stored.
 	cpu := cputime.Process()
@@ -377,7 +389,8 @@ func backfill(t *testing.T, all *figures, ds *dataset, r *running, w time.Durati
 		"fake time from start to the first stored cycle, real client pacing and reserve, real fake rate limits")
 	figs.info(sec, "wall time at the default 30/min (computed)", float64(len(reqs))/30, "min", "requests / 30")
 	figs.target(sec, "429 responses", float64(limited), "responses", "0", limited == 0, "")
-	figs.info(sec, "deployments stored", float64(ev.added), "records", "")
+	figs.info(sec, "deployments stored", float64(ev.added), "records",
+		fmt.Sprintf("%d finished builds and %d failures retried once finished, recovered from the listed jobs (no Get-a-build: the backfill lists jobs)", ds.annFinished[w], ds.annRetried[w]))
 	if scale != 1 {
 		// Pages and time grow linearly with the organization (same share of annotated
 		// pipelines, same builds per pipeline); the ratios above do not change.
@@ -388,8 +401,8 @@ func backfill(t *testing.T, all *figures, ds *dataset, r *running, w time.Durati
 	if limited > 0 {
 		t.Errorf("%s: %d requests were answered 429; the client should stay within the budget", sec, limited)
 	}
-	if ev.added != ds.annFinished[w] {
-		t.Errorf("%s stored %d deployments, want %d (every finished build of an annotated pipeline in the window)", sec, ev.added, ds.annFinished[w])
+	if want := ds.annFinished[w] + ds.annRetried[w]; ev.added != want {
+		t.Errorf("%s stored %d deployments, want %d (every finished build of an annotated pipeline in the window, and the %d failures retried once finished)", sec, ev.added, want, ds.annRetried[w])
 	}
 }
 
@@ -398,12 +411,12 @@ func deploymentsKey(m orgModel, p int, env, state string) string {
 	return fmt.Sprintf(`component=%q,environment=%q,pipeline=%q,state=%q`, componentName(p), env, m.Org+"/"+m.slug(p), state)
 }
 
-// scrapeDeployments serves /metrics through Collector.Handler, as the exporter does, and returns
-// the buildkite_deployments_total series.
-func scrapeDeployments(t *testing.T, c *collector.Collector) map[string]float64 {
+// scrapeDeployments serves /metrics (text 0.0.4) as the exporter does, and returns the
+// buildkite_deployments_total series.
+func scrapeDeployments(t *testing.T, r *running) map[string]float64 {
 	t.Helper()
 	rec := httptest.NewRecorder()
-	c.Handler(prometheus.NewRegistry()).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	r.scrape.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
 	if rec.Code != http.StatusOK {
 		t.Fatalf("/metrics: status %d", rec.Code)
 	}
@@ -447,12 +460,15 @@ func steadyState(t *testing.T, figs *figures, f *buildkitetest.Fake, ds *dataset
 	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(1500 * time.Millisecond)))
 	simStart := time.Now()
 	sim := newLiveSim(ds, f, simStart, pollInterval)
-	counts := scrapeDeployments(t, r.c)
+	counts := scrapeDeployments(t, r)
 	expected := map[string]float64{}
 	var waiting []visibility
 	var fresh []time.Duration
 	probes := 0
 	var finishedAt []time.Time // every build finished, for the per-cycle target
+	// Annotated builds whose outcome needs their jobs (Classifier.NeedsJobs): those that finished
+	// failed, and those that finished after a retry (failing_at set).
+	var failedAt, refinishedAt []time.Time
 	appends := len(r.log.events())
 	startAppends := appends
 	for time.Since(simStart) < time.Duration(cycles)*pollInterval {
@@ -468,6 +484,12 @@ func steadyState(t *testing.T, figs *figures, f *buildkitetest.Fake, ds *dataset
 			finishedAt = append(finishedAt, ev.at)
 			if !ev.annotated {
 				continue
+			}
+			if ev.state == buildkite.StateFailed {
+				failedAt = append(failedAt, ev.at)
+			}
+			if ev.retried {
+				refinishedAt = append(refinishedAt, ev.at)
 			}
 			k := deploymentsKey(m, ev.pipeline, ev.env, ev.state)
 			if _, ok := expected[k]; !ok {
@@ -488,7 +510,7 @@ func steadyState(t *testing.T, figs *figures, f *buildkitetest.Fake, ds *dataset
 		// A cycle stored its records and published its snapshot without waiting on anything
 		// after Append, so in fake time the series changed at the Append.
 		published := evs[len(evs)-1].at
-		counts = scrapeDeployments(t, r.c)
+		counts = scrapeDeployments(t, r)
 		kept := waiting[:0]
 		for _, v := range waiting {
 			if counts[v.key] >= v.want {
@@ -500,6 +522,18 @@ func steadyState(t *testing.T, figs *figures, f *buildkitetest.Fake, ds *dataset
 		waiting = kept
 	}
 	end := time.Now()
+	// Every series whose deployments have all shown counts them exactly once: a failure recovered
+	// from a retried build's jobs is the one counted when it failed, not a second one.
+	final := scrapeDeployments(t, r)
+	pending := map[string]bool{}
+	for _, v := range waiting {
+		pending[v.key] = true
+	}
+	for k, want := range expected {
+		if !pending[k] && final[k] != want {
+			t.Errorf("/metrics counts %v deployments as %s, want %v", final[k], k, want)
+		}
+	}
 	reqs := r.api.requests()
 	evs := r.log.events()[startAppends:]
 
@@ -556,17 +590,38 @@ func steadyState(t *testing.T, figs *figures, f *buildkitetest.Fake, ds *dataset
 	}
 	n := float64(len(stats))
 	meanReq := float64(sumReq) / n
+	// The measured cycles run from the last warm-up cycle's Append to the last Append.
+	from, to := evs[warmup-1].at, evs[len(evs)-1].at
+	within := func(ts []time.Time) int {
+		k := 0
+		for _, at := range ts {
+			if at.After(from) && !at.After(to) {
+				k++
+			}
+		}
+		return k
+	}
+	failed, refinished := within(failedAt), within(refinishedAt)
+	gets := routes[buildkitetest.RouteBuild]
 	meanTarget := float64(sumTarget) / n
 	naiveReq := float64(m.Annotated)
 	sec := "steady state"
-	t.Logf("%s: %d cycles, %.2f requests/cycle (max %d, target %.2f, %d cycles over), routes %v, %.1f builds finished/cycle, cycle %v mean, %v max",
-		sec, len(stats), meanReq, maxReq, meanTarget, overTarget, routes, float64(sumFinished)/n, sumTook/time.Duration(len(stats)), maxTook)
+	t.Logf("%s: %d cycles, %.2f requests/cycle (max %d, target %.2f, %d cycles over), routes %v, %.1f builds finished/cycle, cycle %v mean, %v max; %d failed deployments, %d finished after a retry, %d Get-a-build",
+		sec, len(stats), meanReq, maxReq, meanTarget, overTarget, routes, float64(sumFinished)/n, sumTook/time.Duration(len(stats)), maxTook, failed, refinished, gets)
 	figs.info(sec, "cycles measured", n, "cycles", fmt.Sprintf("poll interval %v, after %d warm-up cycles", pollInterval, warmup))
 	figs.info(sec, "builds finished per cycle (org-wide)", float64(sumFinished)/n, "builds", "")
 	figs.target(sec, "requests per cycle (mean)", meanReq, "requests", fmt.Sprintf("≤ pages of changed builds + 1 = %.2f", meanTarget), meanReq <= meanTarget,
-		fmt.Sprintf("max %d; %d of %d cycles over; per cycle: finished builds %.2f, open builds %.2f; org-wide %d, per pipeline %d, get build %d in total",
-			maxReq, overTarget, len(stats), float64(routes["query finished"])/n, float64(routes["query open"])/n,
+		fmt.Sprintf("max %d; %d of %d cycles over; per cycle: finished builds %.2f, open builds %.2f, Get-a-build %.2f; org-wide %d, per pipeline %d, get build %d in total",
+			maxReq, overTarget, len(stats), float64(routes["query finished"])/n, float64(routes["query open"])/n, float64(routes["query get"])/n,
 			routes[buildkitetest.RouteOrgBuilds], routes[buildkitetest.RoutePipelineBuilds], routes[buildkitetest.RouteBuild]))
+	figs.info(sec, "failed deployments", float64(failed), "deployments",
+		fmt.Sprintf("annotated builds that finished failed in the measured cycles; %d builds finished again after a retry made once the build had finished (%d retries in all pipelines during the simulation, %d in annotated ones)",
+			refinished, sim.retries, sim.annRetries))
+	figs.info(sec, "Get-a-build requests per cycle (mean)", float64(gets)/n, "requests", fmt.Sprintf("%d in %d cycles; jobs with include_retried_jobs, for the builds Classifier.NeedsJobs names", gets, len(stats)))
+	figs.info(sec, "Get-a-build requests per failed deployment", ratio(float64(gets), float64(failed)), "requests",
+		fmt.Sprintf("%d requests / %d failed deployments; the builds that need jobs: %d failed + %d finished after a retry", gets, failed, failed, refinished))
+	figs.info(sec, "Get-a-build requests per build that needs jobs", ratio(float64(gets), float64(failed+refinished)), "requests",
+		fmt.Sprintf("1 would fetch each once; a build re-read in the %v overlap is fetched again", 2*time.Minute))
 	figs.info(sec, "naive requests per cycle", naiveReq, "requests", "one first page per annotated pipeline")
 	figs.info(sec, "naive / ours", ratio(naiveReq, meanReq), "×", "")
 	figs.info(sec, "share of the per-user budget", 100*meanReq*float64(time.Minute/pollInterval)/50, "%", "requests per minute / 50")

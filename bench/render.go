@@ -1,45 +1,23 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/go-kit/log"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/backstage"
-	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/buildkite"
-	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/collector"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/exposition"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/internal/cputime"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/snapshot"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/store"
 )
-
-// quietClient is a Buildkite organization where nothing happens: the render and memory figures
-// measure the collector's own cost, so its poll cycles must not wait on an API.
-type quietClient struct{}
-
-func (quietClient) ListOrganizationBuilds(context.Context, string, buildkite.ListBuildsOptions, func([]buildkite.Build) error) error {
-	return nil
-}
-
-func (quietClient) ListPipelineBuilds(context.Context, string, string, buildkite.ListBuildsOptions, func([]buildkite.Build) error) error {
-	return nil
-}
-
-func (quietClient) GetBuild(_ context.Context, org, pipeline string, n int, _ buildkite.GetBuildOptions) (*buildkite.Build, error) {
-	return nil, fmt.Errorf("build %s/%s#%d: %w", org, pipeline, n, buildkite.ErrNotFound)
-}
-
-var _ collector.Client = quietClient{}
 
 const benchOrg = "acme"
 
@@ -72,8 +50,12 @@ func benchRecord(i, n int, end time.Time) store.Record {
 	state := [...]string{"failed", "passed", "passed", "passed", "canceled", "passed", "passed", "failed", "passed", "passed"}[round%10]
 	finished := end.Add(-time.Duration(i) * 31 * time.Second)
 	id := fmt.Sprintf("0190a1b2-c3d4-7e5f-8a9b-%012x", i)
+	key := store.Key(id, finished, env)
+	if state == "failed" {
+		key = store.AttemptKey(id, 0, env) // store format 2: failed outcomes are keyed by attempt
+	}
 	return store.Record{
-		Key:                 store.Key(id, finished, env),
+		Key:                 key,
 		Organization:        benchOrg,
 		Pipeline:            comp.Pipelines[0].String(),
 		Component:           comp.Label,
@@ -92,72 +74,49 @@ func benchRecord(i, n int, end time.Time) store.Record {
 	}
 }
 
-// countingLog counts Appends: one per poll cycle of the one organization.
+// countingLog counts Appends (one per poll cycle of the one organization) and sends the count
+// of each on appended, dropping it when nobody listens.
 type countingLog struct {
 	store.Log
-	mu sync.Mutex
-	n  int
+	mu       sync.Mutex
+	n        int
+	appended chan int
+}
+
+func newCountingLog(l store.Log) *countingLog {
+	return &countingLog{Log: l, appended: make(chan int, 1)}
 }
 
 func (l *countingLog) Append(b store.Batch) ([]store.Record, error) {
 	r, err := l.Log.Append(b)
 	l.mu.Lock()
 	l.n++
+	n := l.n
 	l.mu.Unlock()
+	select {
+	case l.appended <- n:
+	default:
+	}
 	return r, err
 }
 
-func (l *countingLog) count() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.n
+// waitAppend waits for the next Append and returns the count.
+func (l *countingLog) waitAppend(timeout time.Duration) (int, error) {
+	select {
+	case n := <-l.appended:
+		return n, nil
+	case <-time.After(timeout):
+		return 0, fmt.Errorf("no poll cycle stored anything in %v", timeout)
+	}
 }
 
-// startQuietCollector runs a collector over l until its first poll cycle has published a snapshot and
-// returns how long that took (the start: replay, first cycle, snapshot).
-// The collector is configured as the exporter configures it (EncodedOnly: encoded by the poller,
-// served through Handler only).
-func startQuietCollector(l store.Log, comps []backstage.Component, interval time.Duration) (*collector.Collector, func() error, time.Duration, error) {
-	return startQuietCollectorLogger(l, comps, interval, log.NewNopLogger(), true)
-}
-
-func startQuietCollectorLogger(l store.Log, comps []backstage.Component, interval time.Duration, logger log.Logger, encodedOnly bool) (*collector.Collector, func() error, time.Duration, error) {
-	c, err := collector.New(collector.Options{
-		Client:       quietClient{},
-		Catalog:      func() []backstage.Component { return comps },
-		Log:          l,
-		PollInterval: interval,
-		Logger:       logger,
-		EncodedOnly:  encodedOnly,
-	})
-	if err != nil {
-		return nil, nil, 0, err
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	began := time.Now()
-	go func() { done <- c.Run(ctx) }()
-	var once sync.Once
-	var runErr error
-	stop := func() error {
-		once.Do(func() { cancel(); runErr = <-done })
-		return runErr
-	}
-	for !c.Ready() {
-		select {
-		case err := <-done:
-			cancel()
-			return nil, nil, 0, fmt.Errorf("collector stopped before its first cycle: %v", err)
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
-	return c, stop, time.Since(began), nil
-}
-
-// cycleSample is how long poll cycles run back to back to measure one.
+// cycleSample is at least how long poll cycles run back to back to measure one; at least
+// minCycles are measured.
 var cycleSample = 3 * time.Second
 
-// firstScrapeSamples is how many fresh collectors the first-scrape figure is the median of.
+const minCycles = 2
+
+// firstScrapeSamples is how many poll cycles the first-scrape-after-a-poll figure is the median of.
 var firstScrapeSamples = 3
 
 // scrapeResult is one scrape benchmark: per scrape, and the body of the last.
@@ -165,30 +124,62 @@ type scrapeResult struct {
 	nsPerOp, cpuMsPerOp  float64
 	allocsPerOp, bytesOp int64
 	body                 int
+	contentType          string
 }
 
-// measureScrape runs h as a scrape does, as a Go benchmark, and counts the process CPU time too
-// (the machine is shared, so wall time carries other jobs' load).
-func measureScrape(h http.Handler, gz bool) scrapeResult {
+// discard is a ResponseWriter that counts the body and keeps nothing, as a socket would: the
+// scrape figures do not include a recorder's copy of the body.
+type discard struct {
+	h    http.Header
+	code int
+	n    int
+}
+
+func (d *discard) Header() http.Header {
+	if d.h == nil {
+		d.h = http.Header{}
+	}
+	return d.h
+}
+
+func (d *discard) WriteHeader(code int) { d.code = code }
+
+func (d *discard) Write(p []byte) (int, error) {
+	d.n += len(p)
+	return len(p), nil
+}
+
+// measureScrape runs h as a scrape with accept (empty: none) does, as a Go benchmark, and counts
+// the process CPU time too (the machine is shared, so wall time carries other jobs' load).
+func measureScrape(h http.Handler, accept string, gz bool) (scrapeResult, error) {
 	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
 	if gz {
 		req.Header.Set("Accept-Encoding", "gzip")
 	}
 	var res scrapeResult
 	var cpu time.Duration
+	var failed error
 	r := testing.Benchmark(func(b *testing.B) {
 		b.ReportAllocs()
+		w := &discard{}
 		before := cputime.Process()
 		for b.Loop() {
-			rec := httptest.NewRecorder()
-			h.ServeHTTP(rec, req)
-			if rec.Code != http.StatusOK {
-				b.Fatalf("status %d", rec.Code)
+			w.n, w.h, w.code = 0, nil, 0
+			h.ServeHTTP(w, req)
+			if w.code != 0 && w.code != http.StatusOK {
+				failed = fmt.Errorf("/metrics answered %d", w.code)
+				b.SkipNow()
 			}
-			res.body = rec.Body.Len()
 		}
 		cpu = cputime.Process() - before
+		res.body, res.contentType = w.n, w.Header().Get("Content-Type")
 	})
+	if failed != nil {
+		return res, failed
+	}
 	res.nsPerOp = float64(r.NsPerOp())
 	res.cpuMsPerOp = float64(cpu) / float64(max(r.N, 1)) / 1e6
 	if cpu == 0 { // no CPU clock on this platform: wall time
@@ -196,13 +187,26 @@ func measureScrape(h http.Handler, gz bool) scrapeResult {
 	}
 	res.allocsPerOp = r.AllocsPerOp()
 	res.bytesOp = r.AllocedBytesPerOp()
-	return res
+	return res, nil
+}
+
+// timedScrape serves one scrape and returns its CPU and wall time.
+func timedScrape(h http.Handler, accept string, gz bool) (cpu, wall time.Duration, rec *httptest.ResponseRecorder, err error) {
+	cpu0, t0 := cputime.Process(), time.Now()
+	rec = scrape(h, accept, gz)
+	cpu, wall = cputime.Process()-cpu0, time.Since(t0)
+	if cpu == 0 {
+		cpu = wall
+	}
+	if rec.Code != http.StatusOK {
+		err = fmt.Errorf("/metrics answered %d: %s", rec.Code, rec.Body.String())
+	}
+	return cpu, wall, rec, err
 }
 
 // countSeries counts the sample lines of a plain text exposition.
 func countSeries(h http.Handler) (int, error) {
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	rec := scrape(h, "", false)
 	if rec.Code != http.StatusOK {
 		return 0, fmt.Errorf("/metrics: status %d", rec.Code)
 	}
@@ -215,10 +219,14 @@ func countSeries(h http.Handler) (int, error) {
 	return n, nil
 }
 
-// renderFigures measures /metrics at n components × 3 environments: through Collector.Handler
-// (how the exporter serves it: encoded by the poller once per poll) and, for comparison, through
-// promhttp (encoding at every scrape), plain and gzipped, and the cost of a poll cycle that finds
-// nothing new, encoding included.
+func ms(d time.Duration) float64 { return float64(d) / 1e6 }
+
+// renderFigures measures /metrics at n components × 3 environments, wired as the exporter wires
+// it (exporter.go): the first scrape of a format nobody asked for (it encodes the body), the
+// first scrape after a poll (the poller warmed the body), every scrape after (Go benchmarks), per
+// format, gzipped or not; promhttp over the same series without a cache, for comparison; the
+// poller's encoding per format (Bodies.Warm); and poll cycles with nothing new, with no body asked
+// for and with all three.
 func renderFigures(figs *figures, n int) error {
 	end := time.Now()
 	mem := store.NewMemory()
@@ -231,102 +239,196 @@ func renderFigures(figs *figures, n int) error {
 		return err
 	}
 	comps := benchCatalog(n)
-	// Keeps its const metrics, so promhttp can render them for the comparison.
-	c, stop, _, err := startQuietCollectorLogger(mem, comps, time.Hour, log.NewNopLogger(), false)
-	if err != nil {
-		return err
-	}
-	defer stop()
 	sec := fmt.Sprintf("render %d components", n)
+	target := func(name string, v float64, unit, note string) {
+		fmt.Fprintf(os.Stderr, "%s: %s: %.3g %s; %s\n", sec, name, v, unit, note)
+		if n == 1000 {
+			figs.target(sec, name, v, unit, "≤ 100 ms at 1,000", v <= 100, note)
+		} else {
+			figs.info(sec, name, v, unit, note)
+		}
+	}
+	info := func(name string, v float64, unit, note string) {
+		fmt.Fprintf(os.Stderr, "%s: %s: %.3g %s; %s\n", sec, name, v, unit, note)
+		figs.info(sec, name, v, unit, note)
+	}
 
-	cached := c.Handler(prometheus.NewRegistry())
-	series, err := countSeries(cached)
+	e, err := startExporter(exporterOpts{log: mem, comps: comps, interval: 10 * time.Millisecond, hold: true})
 	if err != nil {
 		return err
 	}
-	figs.info(sec, "series", float64(series), "series", fmt.Sprintf("%d components × 3 environments, %d deployments", n, records))
-	reg := prometheus.NewRegistry()
-	if err := reg.Register(c); err != nil {
-		return err
-	}
-	uncached := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
-	for _, v := range []struct {
-		name   string
-		h      http.Handler
-		gz     bool
-		target bool
-	}{
-		{"Collector.Handler, gzip (every scrape but the first after a poll)", cached, true, true},
-		{"Collector.Handler, plain (every scrape but the first after a poll)", cached, false, false},
-		{"promhttp, gzip (no cache, for comparison)", uncached, true, false},
-		{"promhttp, plain (no cache, for comparison)", uncached, false, false},
-	} {
-		r := measureScrape(v.h, v.gz)
-		note := fmt.Sprintf("%.1f ms wall, %d allocs/op, %.1f MB allocated/op (the recorder's copy of the body included), body %.2f MB",
-			r.nsPerOp/1e6, r.allocsPerOp, float64(r.bytesOp)/1e6, float64(r.body)/1e6)
-		fmt.Fprintf(os.Stderr, "%s: %s: %.1f cpu-ms/op; %s\n", sec, v.name, r.cpuMsPerOp, note)
-		if n == 1000 && v.target {
-			figs.target(sec, v.name, r.cpuMsPerOp, "cpu-ms/scrape", "< 100 ms at 1,000", r.cpuMsPerOp < 100, note)
-		} else {
-			figs.info(sec, v.name, r.cpuMsPerOp, "cpu-ms/scrape", note)
-		}
-		figs.info(sec, v.name+": allocations", float64(r.allocsPerOp), "allocs/scrape", "")
-	}
-	if err := stop(); err != nil {
+	defer e.stop()
+	s, err := e.waitFirstCycle()
+	if err != nil {
 		return err
 	}
 
-	// The first scrape after a poll, on fresh collectors configured as the exporter's: the poller
-	// encoded the snapshot when it published it.
-	var cpus, walls []time.Duration
+	// A format nobody asked for in the last 15 minutes: its first scrape encodes the body.
+	for _, f := range bodyFormats {
+		cpu, wall, rec, err := timedScrape(e.handler, f.accept, true)
+		if err != nil {
+			return fmt.Errorf("%s: %s: %w", sec, f.name, err)
+		}
+		target(fmt.Sprintf("first scrape of %s, gzip, not asked for within 15 min (encodes)", f.name), ms(cpu), "cpu-ms",
+			fmt.Sprintf("%s; %.0f ms wall; once, then the poller keeps it warm; body %.2f MB gzipped", f.who, ms(wall), float64(rec.Body.Len())/1e6))
+	}
+	series, err := countSeries(e.bodyOnly)
+	if err != nil {
+		return err
+	}
+	all, err := countSeries(e.handler)
+	if err != nil {
+		return err
+	}
+	info("series", float64(series), "series", fmt.Sprintf("deployment series of %d components × 3 environments, %d deployments; the exporter's registries add %d (catalog info, Go, process, health)", n, records, all-series))
+
+	// The poller warms every body asked for when it publishes; the first scrape after a poll
+	// only copies it. The poller waits (publishGate) while the harness scrapes.
+	firsts := make([][]time.Duration, len(bodyFormats))
 	for range firstScrapeSamples {
-		c, stop, _, err := startQuietCollector(mem, comps, time.Hour)
+		if s, err = e.nextCycle(); err != nil {
+			return err
+		}
+		for i, f := range bodyFormats {
+			cpu, _, _, err := timedScrape(e.handler, f.accept, true)
+			if err != nil {
+				return err
+			}
+			firsts[i] = append(firsts[i], cpu)
+		}
+	}
+	for i, f := range bodyFormats {
+		target(fmt.Sprintf("first scrape of %s, gzip, after a poll (the poller warmed it)", f.name), ms(percentile(sortedDurations(firsts[i]), 50)), "cpu-ms",
+			fmt.Sprintf("%s; median of %d polls", f.who, firstScrapeSamples))
+	}
+
+	// Every scrape, body warm: Go benchmarks.
+	type variant struct {
+		name, accept, who string
+		h                 http.Handler
+		gz, target        bool
+	}
+	variants := []variant{
+		{"protobuf, gzip", acceptProm3Protobuf, "Prometheus 3.x, protobuf first", e.handler, true, true},
+		{"OpenMetrics 1.0.0, gzip", acceptProm3, "Prometheus 3.x default", e.handler, true, true},
+		{"OpenMetrics 1.0.0, gzip (Prometheus 2.42)", acceptProm242, "Prometheus 2.42 default", e.handler, true, true},
+		{"text 0.0.4, gzip", "", "no Accept header", e.handler, true, true},
+		{"protobuf, plain", acceptProm3Protobuf, "no gzip: decompresses the cached body", e.handler, false, false},
+		{"OpenMetrics 1.0.0, plain", acceptProm3, "no gzip: decompresses the cached body", e.handler, false, false},
+		{"text 0.0.4, plain", "", "no gzip: decompresses the cached body", e.handler, false, false},
+		{"text 0.0.4, gzip, deployment body only", "", "empty exporter registry, as the previous encoder's figure was measured", e.bodyOnly, true, false},
+		{"text 0.0.4, gzip, exporter registries only", "", "no deployment body: version, Go, process, catalog and health collectors", e.registriesOnly, true, false},
+		{"text 0.0.4, gzip, catalog collector only", "", "buildkite_component_info (one series per component) and the catalog gauges, gathered at every scrape", e.catalogOnly, true, false},
+	}
+	for _, v := range variants {
+		r, err := measureScrape(v.h, v.accept, v.gz)
+		if err != nil {
+			return fmt.Errorf("%s: %s: %w", sec, v.name, err)
+		}
+		note := fmt.Sprintf("%s; %.2f ms wall, %d allocs, %.2f MB allocated per scrape; body %.2f MB; %s",
+			v.who, r.nsPerOp/1e6, r.allocsPerOp, float64(r.bytesOp)/1e6, float64(r.body)/1e6, r.contentType)
+		name := "scrape, " + v.name
+		if v.target {
+			target(name, r.cpuMsPerOp, "cpu-ms/scrape", note)
+		} else {
+			info(name, r.cpuMsPerOp, "cpu-ms/scrape", note)
+		}
+		figs.info(sec, name+": allocations", float64(r.allocsPerOp), "allocs/scrape", "")
+	}
+	// For comparison: promhttp over the same series, encoding at every scrape.
+	uncached := promhttp.HandlerFor(exposition.NewGatherer(s), promhttp.HandlerOpts{})
+	for _, gz := range []bool{true, false} {
+		r, err := measureScrape(uncached, "", gz)
 		if err != nil {
 			return err
 		}
-		runtime.GC()
-		req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
-		req.Header.Set("Accept-Encoding", "gzip")
-		rec := httptest.NewRecorder()
-		cpu0, t0 := cputime.Process(), time.Now()
-		c.Handler(prometheus.NewRegistry()).ServeHTTP(rec, req)
-		cpus, walls = append(cpus, cputime.Process()-cpu0), append(walls, time.Since(t0))
-		if err := stop(); err != nil {
-			return err
+		name := "promhttp, text 0.0.4, plain (no cache, for comparison)"
+		if gz {
+			name = "promhttp, text 0.0.4, gzip (no cache, for comparison)"
 		}
-		if rec.Code != http.StatusOK {
-			return fmt.Errorf("%s: first scrape answered %d", sec, rec.Code)
-		}
-	}
-	cpu, wall := percentile(sortedDurations(cpus), 50), percentile(sortedDurations(walls), 50)
-	if cpu == 0 {
-		cpu = wall
-	}
-	name := "Collector.Handler, gzip, first scrape after a poll"
-	note := fmt.Sprintf("median of %d fresh collectors; %.0f ms wall; once per poll interval", firstScrapeSamples, float64(wall)/1e6)
-	fmt.Fprintf(os.Stderr, "%s: %s: %.1f cpu-ms; %s\n", sec, name, float64(cpu)/1e6, note)
-	if n == 1000 {
-		figs.target(sec, name, float64(cpu)/1e6, "cpu-ms/scrape", "< 100 ms at 1,000", cpu < 100*time.Millisecond, note)
-	} else {
-		figs.info(sec, name, float64(cpu)/1e6, "cpu-ms/scrape", note)
+		info(name, r.cpuMsPerOp, "cpu-ms/scrape", fmt.Sprintf("exposition.NewGatherer; %d allocs/scrape, body %.2f MB", r.allocsPerOp, float64(r.body)/1e6))
 	}
 
-	// A poll cycle that finds nothing new still rebuilds the snapshot; run cycles back to back.
-	cl := &countingLog{Log: mem}
-	_, stop2, _, err := startQuietCollector(cl, comps, time.Millisecond)
-	if err != nil {
+	// The poller's encoding per format: Bodies.Warm of a new snapshot (same content) with only
+	// that format asked for.
+	for _, f := range bodyFormats {
+		cur := s
+		b := exposition.NewBodies(exposition.BodiesOpts{})
+		h := exposition.NewHandler(func() *snapshot.Snapshot { return cur }, nil, exposition.HandlerOpts{Bodies: b})
+		if rec := scrape(h, f.accept, true); rec.Code != http.StatusOK {
+			return fmt.Errorf("%s: %s: status %d", sec, f.name, rec.Code)
+		}
+		var cpu time.Duration
+		began := time.Now()
+		warms := 0
+		for warms < minCycles || time.Since(began) < cycleSample {
+			next := *s // a new snapshot per poll, same content
+			next.Taken = s.Taken.Add(time.Duration(warms+1) * time.Second)
+			cpu0 := cputime.Process()
+			b.Warm(&next)
+			cpu += cputime.Process() - cpu0
+			warms++
+			cur = &next
+		}
+		rec := scrape(h, f.accept, true)
+		if rec.Code != http.StatusOK {
+			return fmt.Errorf("%s: %s after Warm: status %d", sec, f.name, rec.Code)
+		}
+		info(fmt.Sprintf("poller's encoding of %s per cycle (Bodies.Warm)", f.name), ms(cpu)/float64(warms), "cpu-ms/cycle",
+			fmt.Sprintf("%d cycles; gzipped body %.2f MB", warms, float64(rec.Body.Len())/1e6))
+	}
+	if err := e.stop(); err != nil {
 		return err
 	}
-	before, cpu0, t0 := cl.count(), cputime.Process(), time.Now()
-	time.Sleep(cycleSample)
-	cycles, cpu, wall := cl.count()-before, cputime.Process()-cpu0, time.Since(t0)
-	if err := stop2(); err != nil {
-		return err
+
+	// Poll cycles with nothing new, back to back: the snapshot rebuild, then Warm of the bodies
+	// asked for (none, or all three).
+	for _, asked := range []bool{false, true} {
+		cl := newCountingLog(mem)
+		e, err := startExporter(exporterOpts{log: cl, comps: comps, interval: time.Millisecond})
+		if err != nil {
+			return err
+		}
+		if _, err := e.waitFirstCycle(); err != nil {
+			return err
+		}
+		if asked {
+			for _, f := range bodyFormats {
+				if rec := scrape(e.handler, f.accept, true); rec.Code != http.StatusOK {
+					e.stop()
+					return fmt.Errorf("%s: %s: status %d", sec, f.name, rec.Code)
+				}
+			}
+		}
+		// From one cycle's Append to a later one's: whole cycles. The first Append received may
+		// have waited in the channel since before the formats were asked for; the next is later.
+		_, err = cl.waitAppend(time.Minute)
+		var first int
+		if err == nil {
+			first, err = cl.waitAppend(time.Minute)
+		}
+		if err != nil {
+			e.stop()
+			return err
+		}
+		cpu0, t0 := cputime.Process(), time.Now()
+		last := first
+		for last-first < minCycles || time.Since(t0) < cycleSample {
+			if last, err = cl.waitAppend(time.Minute); err != nil {
+				e.stop()
+				return err
+			}
+		}
+		cpu, wall := cputime.Process()-cpu0, time.Since(t0)
+		cycles := last - first
+		if err := e.stop(); err != nil {
+			return err
+		}
+		name, note := "poll cycle with nothing new, no body asked for (snapshot rebuild)", "no scraper asked for a body within 15 min: Warm encodes nothing"
+		if asked {
+			name, note = "poll cycle with nothing new, all three bodies warmed", "snapshot rebuild and Warm of protobuf, OpenMetrics and text"
+		}
+		info(name, ms(cpu)/float64(cycles), "cpu-ms/cycle", fmt.Sprintf("%s; %d cycles back to back in %v", note, cycles, wall.Round(time.Millisecond)))
 	}
-	if cycles == 0 {
-		return fmt.Errorf("%s: no poll cycle ran in %v", sec, wall)
-	}
-	figs.info(sec, "poll cycle with nothing new (snapshot rebuild and encoding)", float64(cpu)/float64(cycles)/1e6, "cpu-ms/cycle",
-		fmt.Sprintf("%d cycles back to back in %v; once per poll interval", cycles, wall.Round(time.Millisecond)))
 	return nil
 }

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # make bench: reproduces every figure of BENCHMARKS.md in one run and prints them as a table.
 #
-#   ./scripts/bench.sh            the issue's scale; 30- and 90-day backfills at a tenth of it (about 2 minutes)
+#   ./scripts/bench.sh            the issue's scale; 30- and 90-day backfills at a tenth of it (about 6 minutes)
 #   ./scripts/bench.sh --quick    a tenth of everything (about 2 minutes)
 #
 # Environment: SCALE (organization size for the steady state, 1 = the issue's), BACKFILL_SCALE
 # (organization size for the backfills, default 0.1: at 1 they cost about an hour of CPU, see
-# BENCHMARKS.md), COMPONENTS (render sizes, comma-separated), MEM_COMPONENTS and RECORDS (memory
-# stage), BENCH_OUT (result directory, default bench/results).
+# BENCHMARKS.md), COMPONENTS (render sizes, comma-separated), MEM_COMPONENTS, RECORDS and MEM_LIMIT
+# (memory stage; MEM_LIMIT is the GOMEMLIMIT of its second run, default 180MiB), BENCH_OUT (result
+# directory, default bench/results).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +17,7 @@ backfill_scale=${BACKFILL_SCALE:-0.1}
 components=${COMPONENTS:-1000,10000}
 mem_components=${MEM_COMPONENTS:-10000}
 records=${RECORDS:-1000000}
+mem_limit=${MEM_LIMIT:-180MiB}
 if [ "${1:-}" = "--quick" ]; then
   scale=${SCALE:-0.1} backfill_scale=${BACKFILL_SCALE:-0.1} components=${COMPONENTS:-1000} mem_components=${MEM_COMPONENTS:-1000} records=${RECORDS:-100000}
 elif [ -n "${1:-}" ]; then
@@ -33,7 +35,7 @@ trap 'rm -rf "$work"' EXIT
 {
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "revision: $(git rev-parse --short HEAD 2>/dev/null || echo unknown) ($(git status --porcelain 2>/dev/null | wc -l) paths uncommitted)"
-  echo "scale: $scale (backfills: $backfill_scale); render components: $components; memory: $mem_components components, $records deployments"
+  echo "scale: $scale (backfills: $backfill_scale); render components: $components; memory: $mem_components components, $records deployments (and GOMEMLIMIT=$mem_limit)"
   echo "nproc: $(nproc)"
   free -h
   go version
@@ -55,14 +57,19 @@ start=$SECONDS
 "$work/bench" render -components "$components" -out "$figs" 2>&1 | tee "$out/render.log"
 echo "   ($((SECONDS - start)) s)"
 
-echo "== collector package benchmarks (1,000 components), for comparison"
-go test -run '^$' -bench 'RenderMetrics|BuildSnapshot' -benchmem -benchtime 5x ./collector 2>&1 | tee "$out/collector-bench.txt" ||
-  echo "   (the collector benchmarks failed; they are a cross-check, the figures above do not depend on them)"
+echo "== exposition and deployment package benchmarks (1,000 components), for comparison"
+{
+  go test -run '^$' -bench '^Benchmark(Encode|Warm|Scrape|Held)$/^components=1000$' -benchmem -benchtime 5x ./exposition &&
+    go test -run '^$' -bench '^BenchmarkSnapshot$' -benchmem -benchtime 5x ./deployment
+} 2>&1 | tee "$out/package-bench.txt" ||
+  echo "   (the package benchmarks failed; they are a cross-check, the figures above do not depend on them)"
 
 echo "== memory and replay: $mem_components components, $records deployments in bbolt"
 start=$SECONDS
 "$work/bench" mkstore -dir "$work/store" -components "$mem_components" -records "$records"
 "$work/bench" memory -dir "$work/store" -components "$mem_components" -out "$figs" 2>&1 | tee "$out/memory.log"
+echo "   again with GOMEMLIMIT=$mem_limit (Go's soft memory limit; the exporter does not set one)"
+GOMEMLIMIT=$mem_limit "$work/bench" memory -dir "$work/store" -components "$mem_components" -out "$figs" 2>&1 | tee -a "$out/memory.log"
 echo "   ($((SECONDS - start)) s)"
 
 echo "== figures (also in $out/figures.md)"
