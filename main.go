@@ -235,7 +235,7 @@ func serve(f *flags, cfg *config.Config, logger log.Logger, slogger *slog.Logger
 
 	// The deployment series are encoded once per snapshot and format, by the poller when it
 	// publishes (Warm), not at every scrape: with 1,000 components they are over 150,000 lines.
-	bodies := exposition.NewBodies(exposition.BodiesOpts{})
+	bodies := exposition.NewBodies(exposition.BodiesOpts{ReleaseMemory: true})
 	coll, err := collector.New(collector.Options{
 		Client:       client,
 		Catalog:      func() []backstage.Component { return catalog.Snapshot().Components },

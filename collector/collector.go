@@ -363,7 +363,7 @@ func (c *Collector) snapshotLocked() *snapshot.Snapshot {
 func (c *Collector) orgState(org string) *orgState {
 	o := c.orgs[org]
 	if o == nil {
-		o = &orgState{seenBlocked: map[string]time.Time{}, planner: newPlanner(), problems: newProblemState()}
+		o = &orgState{seenBlocked: map[string]time.Time{}, planner: newPlanner(), jobs: map[string]fetchedJobs{}, problems: newProblemState()}
 		c.orgs[org] = o
 	}
 	return o

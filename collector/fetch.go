@@ -54,7 +54,8 @@ type fetched struct {
 // last cycle, builds not finished, and the jobs of the finished builds whose classification needs
 // them. It touches no collector state but the organization's planner, which only this cycle uses.
 func (c *Collector) fetch(ctx context.Context, org string, pipelines map[string]backstage.Component,
-	wm store.Watermark, seenBlocked map[string]bool, pl *planner, start time.Time, checkExists []string, progress *backfillProgress, catchUp bool,
+	wm store.Watermark, seenBlocked map[string]bool, pl *planner, jobs map[string]fetchedJobs, start time.Time, checkExists []string,
+	progress *backfillProgress, catchUp bool,
 ) (*fetched, error) {
 	unreadable := map[string]string{}
 	backfilling := !wm.BackfillDone || wm.FinishedFrom.IsZero()
@@ -114,6 +115,11 @@ func (c *Collector) fetch(ctx context.Context, org string, pipelines map[string]
 	}
 	newWM := nextWatermark(old, newest, time.Since(listed), start, from)
 	pl.updateTails(lf, newWM)
+	for id, e := range jobs {
+		if e.finishedAt.Before(from) {
+			delete(jobs, id) // neither this listing nor a later one reaches back to this finish
+		}
+	}
 	// Open builds older than twice the approval age are abandoned: neither running nor awaiting
 	// approval in any sense the gauges report.
 	lo, err := c.listBuilds(ctx, org, pipelines, slugs, unreadable, queryOpen, pl, window{fresh: 1}, buildkite.ListBuildsOptions{
@@ -125,7 +131,7 @@ func (c *Collector) fetch(ctx context.Context, org string, pipelines map[string]
 	if err != nil {
 		return nil, fmt.Errorf("listing unfinished builds: %w", err)
 	}
-	if err := c.fetchJobs(ctx, org, finished, seenBlocked); err != nil {
+	if err := c.fetchJobs(ctx, org, finished, seenBlocked, jobs); err != nil {
 		return nil, err
 	}
 	if len(unreadable) == len(slugs) {
@@ -183,12 +189,24 @@ func unreadableReason(err error) string {
 	return ""
 }
 
+// fetchedJobs are the jobs Get-a-build read for a build that finished at finishedAt.
+type fetchedJobs struct {
+	finishedAt time.Time
+	jobs       []buildkite.Job
+}
+
 // fetchJobs reads, with Get-a-build, the jobs (retried attempts included) of the finished builds
-// listed without them whose classification needs them.
-func (c *Collector) fetchJobs(ctx context.Context, org string, builds []buildkite.Build, seenBlocked map[string]bool) error {
+// listed without them whose classification needs them. A finish read again in the overlap of
+// later cycles takes its jobs from cache: they cannot have changed, as a retry re-opens the
+// build and gives it a new finish.
+func (c *Collector) fetchJobs(ctx context.Context, org string, builds []buildkite.Build, seenBlocked map[string]bool, cache map[string]fetchedJobs) error {
 	for i := range builds {
 		b := &builds[i]
 		if !c.classifier().NeedsJobs(b, seenBlocked[b.ID]) {
+			continue
+		}
+		if e, ok := cache[b.ID]; ok && e.finishedAt.Equal(b.FinishedAt.Time) {
+			b.Jobs = e.jobs
 			continue
 		}
 		slug := b.PipelineSlug()
@@ -199,6 +217,7 @@ func (c *Collector) fetchJobs(ctx context.Context, org string, builds []buildkit
 			if b.Jobs == nil {
 				b.Jobs = []buildkite.Job{}
 			}
+			cache[b.ID] = fetchedJobs{finishedAt: b.FinishedAt.Time, jobs: b.Jobs}
 		case errors.Is(err, buildkite.ErrNotFound), errors.Is(err, buildkite.ErrBodyTooLarge):
 			// Deleted, no longer visible, or too many jobs to read: count the outcome from the
 			// build alone (keyed by its finish time, without an approval wait).

@@ -24,7 +24,10 @@ type orgState struct {
 	// finishes, its jobs are fetched to time the approval (approval_timing: seen_blocked).
 	seenBlocked map[string]time.Time
 	planner     *planner
-	problems    problemState
+	// jobs are the jobs Get-a-build read for finished builds, by build id, kept while the
+	// overlap may list the same finish again; only the poll goroutine uses it, as the planner.
+	jobs     map[string]fetchedJobs
+	problems problemState
 	// progress follows the running history backfill; nil when none runs.
 	progress atomic.Pointer[backfillProgress]
 	// caughtUp is set once a cycle of this process stored its builds (see fetch's catchUp).
@@ -66,7 +69,7 @@ func (c *Collector) pollOrg(ctx context.Context, org string, pipelines map[strin
 	// Only this goroutine uses o.planner: pollAll runs one cycle per organization at a time.
 	cycleCtx, cancel := context.WithTimeout(ctx, c.cycleTimeout(progress != nil))
 	defer cancel()
-	f, err := c.fetch(cycleCtx, org, pipelines, wm, seenBlocked, o.planner, start, checks, progress, catchUp)
+	f, err := c.fetch(cycleCtx, org, pipelines, wm, seenBlocked, o.planner, o.jobs, start, checks, progress, catchUp)
 	if err != nil {
 		c.mu.Lock()
 		o.health.Polled, o.health.LastOK, o.health.LastDuration = true, false, time.Since(start)
