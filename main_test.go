@@ -1224,3 +1224,73 @@ func TestReadinessNeedsACatalog(t *testing.T) {
 		t.Errorf("buildkite_up = %v without a catalog, want 0", sample(t, body, "buildkite_up", nil))
 	}
 }
+
+// TestApprovalWaitSurvivesSIGKILL: the exporter is killed while the fixture's shop build waits
+// at its release approval — once it has seen it waiting, and once in the middle of its first
+// backfill —; the build is approved and finishes while the exporter is down; after the restart
+// the deployment is counted with its approval wait, as an uninterrupted run would count it.
+func TestApprovalWaitSurvivesSIGKILL(t *testing.T) {
+	for _, during := range []string{"steady state", "backfill"} {
+		t.Run(during, func(t *testing.T) {
+			f, dir, apiURL := liveOrg(t)
+			blocked := 0
+			for n := 1; n < 20; n++ {
+				if b, ok := f.Build(fixture.Org, fixture.PipelineShop, n); ok && b.Blocked {
+					blocked = n
+				}
+			}
+			if blocked == 0 {
+				t.Fatal("the fixture has no blocked shop build")
+			}
+			args := liveArgs(dir, apiURL)
+			if during == "backfill" {
+				for i, a := range args {
+					if strings.HasPrefix(a, "--buildkite.requests-per-minute=") {
+						args[i] = "--buildkite.requests-per-minute=2" // the backfill's second request waits 30 s
+					}
+				}
+			}
+			awaiting := map[string]string{"component": "shop", "environment": "production"}
+			e := startExporter(t, nil, args...)
+			if during == "steady state" {
+				e.waitFor("the build awaiting approval", 60*time.Second, func() bool {
+					code, body := e.get("/metrics")
+					return code == 200 && sample(t, body, "buildkite_deployments_awaiting_approval", awaiting) == 1
+				})
+			} else {
+				e.waitFor("the backfill to start", 30*time.Second, func() bool { return strings.Contains(e.log(), "Backfilling deployment history") })
+				time.Sleep(2 * time.Second)
+				if code, _ := e.get("/-/ready"); code == 200 {
+					t.Fatal("the backfill finished before the kill; the test needs it running")
+				}
+			}
+			if err := e.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			err := <-e.exited
+			e.exited <- err
+			approved := time.Now()
+			if err := f.Unblock(fixture.Org, fixture.PipelineShop, blocked, approved); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.FinishBuild(fixture.Org, fixture.PipelineShop, blocked, buildkite.StatePassed, approved.Add(time.Second)); err != nil {
+				t.Fatal(err)
+			}
+			e = startExporter(t, nil, liveArgs(dir, apiURL)...)
+			e.waitFor("/-/ready", 60*time.Second, func() bool { code, _ := e.get("/-/ready"); return code == 200 })
+			_, body := e.get("/metrics")
+			// A histogram's sample is its count.
+			if n := sample(t, body, "buildkite_deployment_approval_wait_seconds", awaiting); n != 1 {
+				t.Fatalf("approval waits of shop in production: %v, want 1", n)
+			}
+			// The gate became runnable an hour before the fixture's now.
+			sum := parseExposition(t, body)["buildkite_deployment_approval_wait_seconds"]
+			for _, m := range sum.GetMetric() {
+				if s := m.GetHistogram().GetSampleSum(); len(m.GetLabel()) == 2 && m.GetLabel()[0].GetValue() == "shop" && (s < 3590 || s > 3700) {
+					t.Errorf("approval wait %v s, want about 3600", s)
+				}
+			}
+		})
+	}
+}
+
