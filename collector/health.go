@@ -27,11 +27,13 @@ var (
 type healthCollector struct{ c *Collector }
 
 // HealthCollector returns the collector of the exporter-health series: buildkite_up and the
-// poll, storage, unknown-environment and pipeline-problem metrics. Register it on the exporter's registry.
+// poll, storage, unknown-environment and backfill metrics. (Pipeline problems come with the
+// deployment series, from the snapshot: they are tens of thousands of series at 10,000
+// pipelines, encoded once per poll rather than at every scrape.) Register it on the exporter's registry.
 func (c *Collector) HealthCollector() prometheus.Collector { return healthCollector{c} }
 
 func (h healthCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{upDesc, lastPollDesc, pollDurationDesc, pollErrorsDesc, storageErrorsDesc, unknownEnvsDesc, pipelineErrorsDesc, backfillRemainingDesc} {
+	for _, d := range []*prometheus.Desc{upDesc, lastPollDesc, pollDurationDesc, pollErrorsDesc, storageErrorsDesc, unknownEnvsDesc, backfillRemainingDesc} {
 		ch <- d
 	}
 }
@@ -67,7 +69,6 @@ func (h healthCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(storageErrorsDesc, prometheus.CounterValue, float64(storageErrors))
 	snap := c.Snapshot()
 	ch <- prometheus.MustNewConstMetric(unknownEnvsDesc, prometheus.GaugeValue, float64(len(snap.UnknownEnvironments)))
-	collectPipelineErrors(ch, snap)
 }
 
 func unixSeconds(ns int64) float64 { return float64(ns) / 1e9 }

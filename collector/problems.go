@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/go-kit/log/level"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/backstage"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/buildkite"
@@ -15,18 +14,15 @@ import (
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/snapshot"
 )
 
-// Pipeline problem reasons: the reason label of buildkite_exporter_pipeline_errors.
+// Pipeline problem reasons (snapshot.PipelineReasons); the exposition renders them as
+// buildkite_exporter_pipeline_errors, once per poll with the deployment series.
 const (
-	reasonNotFound        = "not_found"
-	reasonForbidden       = "forbidden"
-	reasonNoDeployments   = "no_deployments_in_window"
-	reasonNoEnvironmentMD = "no_environment_metadata"
-	reasonFutureTimestamp = "future_timestamp"
+	reasonNotFound        = snapshot.ReasonNotFound
+	reasonForbidden       = snapshot.ReasonForbidden
+	reasonNoDeployments   = snapshot.ReasonNoDeployments
+	reasonNoEnvironmentMD = snapshot.ReasonNoEnvironmentMD
+	reasonFutureTimestamp = snapshot.ReasonFutureTimestamp
 )
-
-// pipelineReasons are every reason, exported at 0 for each linked pipeline without it, so that
-// rules see the series before the first problem.
-var pipelineReasons = []string{reasonNotFound, reasonForbidden, reasonNoDeployments, reasonNoEnvironmentMD, reasonFutureTimestamp}
 
 const (
 	severityError   = "error"
@@ -40,10 +36,6 @@ const (
 	// maxExistenceChecks bounds the lookups one cycle spends on them.
 	maxExistenceChecks = 5
 )
-
-var pipelineErrorsDesc = prometheus.NewDesc("buildkite_exporter_pipeline_errors",
-	"1 when the exporter cannot follow an annotated pipeline, or follows it with a fallback, by reason (not_found, forbidden, no_deployments_in_window, no_environment_metadata, future_timestamp); /status and the log say how to fix it."+refreshed,
-	[]string{"pipeline", "reason"}, nil)
 
 // problemState is what an organization's cycles found wrong with its pipelines.
 type problemState struct {
@@ -166,29 +158,4 @@ func (c *Collector) pipelineProblemsLocked() []snapshot.PipelineProblem {
 		return strings.Compare(a.Reason, b.Reason)
 	})
 	return out
-}
-
-// collectPipelineErrors sends buildkite_exporter_pipeline_errors for every pipeline the
-// snapshot's components link, each reason 0 or 1.
-func collectPipelineErrors(ch chan<- prometheus.Metric, s *snapshot.Snapshot) {
-	has := map[string]bool{}
-	for _, p := range s.PipelineProblems {
-		has[problemKey(p.Pipeline, p.Reason)] = true
-	}
-	seen := map[string]bool{}
-	for _, comp := range s.Components {
-		for _, p := range comp.Pipelines {
-			if seen[p] {
-				continue
-			}
-			seen[p] = true
-			for _, r := range pipelineReasons {
-				v := 0.0
-				if has[problemKey(p, r)] {
-					v = 1
-				}
-				ch <- prometheus.MustNewConstMetric(pipelineErrorsDesc, prometheus.GaugeValue, v, p, r)
-			}
-		}
-	}
 }

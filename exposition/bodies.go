@@ -162,7 +162,9 @@ func (b *Bodies) fill(e *body, s *snapshot.Snapshot, k kind) {
 			return
 		}
 		// bytes.Buffer grows by doubling: keep an exact copy rather than up to twice the size.
-		e.gz, e.size = bytes.Clone(buf.Bytes()), cw.n
+		// An exact copy: the buffer grew by doubling, and bytes.Clone may round up too.
+		e.gz, e.size = make([]byte, buf.Len()), cw.n
+		copy(e.gz, buf.Bytes())
 	})
 }
 

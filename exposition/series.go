@@ -150,3 +150,32 @@ func eachInfo(s *snapshot.Snapshot, sr *series, emit func()) {
 		emit()
 	}
 }
+
+// eachPipelineError is every reason of every pipeline the components link, 1 while the
+// snapshot has that problem, sorted by pipeline then reason.
+func eachPipelineError(s *snapshot.Snapshot, sr *series, emit func()) {
+	has := make(map[[2]string]bool, len(s.PipelineProblems))
+	for _, p := range s.PipelineProblems {
+		has[[2]string{p.Pipeline, p.Reason}] = true
+	}
+	var pipelines []string
+	seen := map[string]bool{}
+	for i := range s.Components {
+		for _, p := range s.Components[i].Pipelines {
+			if !seen[p] {
+				seen[p] = true
+				pipelines = append(pipelines, p)
+			}
+		}
+	}
+	slices.Sort(pipelines)
+	for _, p := range pipelines {
+		for _, r := range snapshot.PipelineReasons {
+			sr.values[0], sr.values[1], sr.value = valid(p), r, 0
+			if has[[2]string{p, r}] {
+				sr.value = 1
+			}
+			emit()
+		}
+	}
+}

@@ -50,6 +50,18 @@ type Snapshot struct {
 	PipelineProblems []PipelineProblem
 }
 
+// Pipeline problem reasons, the reason label of buildkite_exporter_pipeline_errors.
+const (
+	ReasonNotFound        = "not_found"
+	ReasonForbidden       = "forbidden"
+	ReasonNoDeployments   = "no_deployments_in_window"
+	ReasonNoEnvironmentMD = "no_environment_metadata"
+	ReasonFutureTimestamp = "future_timestamp"
+)
+
+// PipelineReasons are every reason, sorted: each is exported, 0 or 1, for every linked pipeline.
+var PipelineReasons = []string{ReasonForbidden, ReasonFutureTimestamp, ReasonNoDeployments, ReasonNoEnvironmentMD, ReasonNotFound}
+
 // PipelineProblem is one annotated pipeline the exporter cannot count, or counts only with a
 // fallback: the metric buildkite_exporter_pipeline_errors{pipeline,reason}, with words.
 type PipelineProblem struct {
