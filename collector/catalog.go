@@ -10,9 +10,6 @@ import (
 const catalogRefreshed = " Cached, refreshed every --catalog.refresh-interval and on SIGHUP."
 
 var (
-	catalogComponentInfoDesc = prometheus.NewDesc("buildkite_component_info",
-		"Backstage component linked to a Buildkite pipeline by its annotation; one series per (component, pipeline), value 1."+catalogRefreshed,
-		[]string{"component", "owner", "system", "lifecycle", "pipeline"}, nil)
 	catalogComponentsDesc = prometheus.NewDesc("buildkite_exporter_catalog_components",
 		"Number of Backstage components linked to at least one Buildkite pipeline."+catalogRefreshed,
 		nil, nil)
@@ -34,14 +31,15 @@ type catalogCollector struct {
 
 var _ prometheus.Collector = (*catalogCollector)(nil)
 
-// NewCatalogCollector returns a collector of the catalog series. snapshot is called once per
-// scrape (backstage.Watcher.Snapshot); the scrape never reads files or calls Backstage.
+// NewCatalogCollector returns a collector of the catalog's health series (components, errors
+// by reason, the last refresh). snapshot is called once per scrape (backstage.Watcher.Snapshot);
+// the scrape never reads files or calls Backstage. buildkite_component_info, a series per linked
+// pipeline, comes with the deployment series from the poll's snapshot (package exposition).
 func NewCatalogCollector(snapshot func() *backstage.Snapshot) prometheus.Collector {
 	return &catalogCollector{snapshot: snapshot}
 }
 
 func (c *catalogCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- catalogComponentInfoDesc
 	ch <- catalogComponentsDesc
 	ch <- catalogErrorsDesc
 	ch <- catalogLastRefreshSuccessDesc
@@ -52,12 +50,6 @@ func (c *catalogCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.snapshot()
 	if s == nil {
 		s = &backstage.Snapshot{}
-	}
-	for _, comp := range s.Components {
-		for _, p := range comp.Pipelines {
-			ch <- prometheus.MustNewConstMetric(catalogComponentInfoDesc, prometheus.GaugeValue, 1,
-				comp.Label, comp.Owner, comp.System, comp.Lifecycle, p.String())
-		}
 	}
 	ch <- prometheus.MustNewConstMetric(catalogComponentsDesc, prometheus.GaugeValue, float64(len(s.Components)))
 

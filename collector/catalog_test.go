@@ -12,7 +12,6 @@ import (
 )
 
 var catalogMetricNames = []string{
-	"buildkite_component_info",
 	"buildkite_exporter_catalog_components",
 	"buildkite_exporter_catalog_errors",
 	"buildkite_exporter_catalog_last_refresh_success",
@@ -37,11 +36,6 @@ func TestCatalogCollector(t *testing.T) {
 	c := NewCatalogCollector(func() *backstage.Snapshot { return snap })
 
 	want := `
-# HELP buildkite_component_info Backstage component linked to a Buildkite pipeline by its annotation; one series per (component, pipeline), value 1. Cached, refreshed every --catalog.refresh-interval and on SIGHUP.
-# TYPE buildkite_component_info gauge
-buildkite_component_info{component="finance/payments",lifecycle="",owner="group:finance/payments",pipeline="acme/payments-deploy",system=""} 1
-buildkite_component_info{component="shop",lifecycle="production",owner="team-shop",pipeline="acme/shop-deploy-eu",system="storefront"} 1
-buildkite_component_info{component="shop",lifecycle="production",owner="team-shop",pipeline="acme/shop-deploy-us",system="storefront"} 1
 # HELP buildkite_exporter_catalog_components Number of Backstage components linked to at least one Buildkite pipeline. Cached, refreshed every --catalog.refresh-interval and on SIGHUP.
 # TYPE buildkite_exporter_catalog_components gauge
 buildkite_exporter_catalog_components 2
@@ -89,10 +83,6 @@ buildkite_exporter_catalog_last_refresh_success_timestamp_seconds 1.7000000005e+
 	// A component removed from the catalog stops being exported with the next snapshot.
 	snap = &backstage.Snapshot{Components: snap.Components[1:2], LastRefreshSuccess: true, LastSuccess: time.Unix(1700000300, 0)}
 	want = `
-# HELP buildkite_component_info Backstage component linked to a Buildkite pipeline by its annotation; one series per (component, pipeline), value 1. Cached, refreshed every --catalog.refresh-interval and on SIGHUP.
-# TYPE buildkite_component_info gauge
-buildkite_component_info{component="shop",lifecycle="production",owner="team-shop",pipeline="acme/shop-deploy-eu",system="storefront"} 1
-buildkite_component_info{component="shop",lifecycle="production",owner="team-shop",pipeline="acme/shop-deploy-us",system="storefront"} 1
 # HELP buildkite_exporter_catalog_last_refresh_success Whether the last catalog refresh read every source (1) or kept the last good components of a failed one (0).
 # TYPE buildkite_exporter_catalog_last_refresh_success gauge
 buildkite_exporter_catalog_last_refresh_success 1

@@ -23,7 +23,7 @@ type family struct {
 }
 
 // maxLabels is the most labels a deployment family has.
-const maxLabels = 4
+const maxLabels = 5
 
 // series is one series of a family as each produces it. emit's consumer copies what it keeps.
 type series struct {
@@ -45,6 +45,12 @@ const (
 
 // families are the deployment families in name order, the order Gather returns families in.
 var families = []*family{
+	{
+		name: "buildkite_component_info", typ: gaugeType,
+		labels: []string{"component", "lifecycle", "owner", "pipeline", "system"},
+		help:   "Backstage component linked to a Buildkite pipeline by its annotation; one series per (component, pipeline), value 1." + refreshed,
+		each:   eachComponentInfo,
+	},
 	{
 		name: "buildkite_deployment_approval_wait_seconds", typ: histogramType, labels: labelsCE,
 		help: "Time deployments waited on block steps (job runnable_at to unblocked_at)." + refreshed,

@@ -179,3 +179,22 @@ func eachPipelineError(s *snapshot.Snapshot, sr *series, emit func()) {
 		}
 	}
 }
+
+// eachComponentInfo is one series per (component, linked pipeline), in component then pipeline
+// order. It comes from the snapshot, so that the tens of thousands of series of a large
+// catalog are encoded once per poll instead of at every scrape.
+func eachComponentInfo(s *snapshot.Snapshot, sr *series, emit func()) {
+	for i := range s.Components {
+		c := &s.Components[i]
+		pipelines := slices.Clone(c.Pipelines)
+		slices.Sort(pipelines)
+		for j, p := range pipelines {
+			if j > 0 && pipelines[j-1] == p {
+				continue
+			}
+			sr.values[0], sr.values[1], sr.values[2], sr.values[3], sr.values[4] = valid(c.Label), valid(c.Lifecycle), valid(c.Owner), valid(p), valid(c.System)
+			sr.value = 1
+			emit()
+		}
+	}
+}
