@@ -30,11 +30,14 @@ const (
 )
 
 const (
-	// existenceRecheck is how often a linked pipeline without any deployment is looked up
-	// again (GET pipeline: 404, or exists but idle).
-	existenceRecheck = time.Hour
-	// maxExistenceChecks bounds the lookups one cycle spends on them.
-	maxExistenceChecks = 5
+	// existenceRecheck is how often a linked pipeline of which no build was ever listed is
+	// looked up again (GET pipeline: 404, or exists but idle).
+	existenceRecheck = 24 * time.Hour
+	// existenceCheckEvery spaces the lookups, in poll intervals: one lookup at most every ten
+	// cycles keeps them to a tenth of a request a cycle, whatever the number of idle pipelines
+	// (at 2,000 annotated pipelines of which most never build, a lookup a cycle would be a
+	// third of the steady state's budget). check does them in bulk before deploying.
+	existenceCheckEvery = 10
 )
 
 // problemState is what an organization's cycles found wrong with its pipelines.
@@ -47,34 +50,36 @@ type problemState struct {
 	// envFallback: whether the latest cycle with deployments of a pipeline found no
 	// environment in their meta-data.
 	envFallback map[string]bool
+	// listed are the pipelines of which a listing returned a build: they exist.
+	listed map[string]bool
+	// lastCheck is when the last existence lookup was made.
+	lastCheck time.Time
 }
 
 func newProblemState() problemState {
 	return problemState{current: map[string]snapshot.PipelineProblem{}, exists: map[string]bool{},
-		checkedAt: map[string]time.Time{}, envFallback: map[string]bool{}}
+		checkedAt: map[string]time.Time{}, envFallback: map[string]bool{}, listed: map[string]bool{}}
 }
 
 func problemKey(pipeline, reason string) string { return pipeline + "\x00" + reason }
 
-// existenceChecks picks the pipelines of org without any deployment yet to look up this cycle;
-// c.mu is held. None before the first backfill finished: until then every pipeline lacks
-// deployments.
+// existenceChecks picks the pipeline of org to look up this cycle, if any: one of which no
+// listing ever returned a build, and no lookup was made for a day; one every
+// existenceCheckEvery cycles. c.mu is held. None before the first backfill finished: until then
+// no pipeline has been listed.
 func (c *Collector) existenceChecks(org string, o *orgState, pipelines map[string]backstage.Component, now time.Time) []string {
-	if !o.wm.BackfillDone {
+	ps := &o.problems
+	if !o.wm.BackfillDone || now.Sub(ps.lastCheck) < existenceCheckEvery*c.pollInterval {
 		return nil
 	}
-	var out []string
 	for _, s := range sortedKeys(pipelines) {
-		if len(out) == maxExistenceChecks {
-			break
-		}
-		if c.agg.HasDeployments(pipelines[s].Label, org+"/"+s) || now.Sub(o.problems.checkedAt[s]) < existenceRecheck {
+		if ps.listed[s] || c.agg.HasDeployments(pipelines[s].Label, org+"/"+s) || now.Sub(ps.checkedAt[s]) < existenceRecheck {
 			continue
 		}
-		o.problems.checkedAt[s] = now
-		out = append(out, s)
+		ps.checkedAt[s], ps.lastCheck = now, now
+		return []string{s}
 	}
-	return out
+	return nil
 }
 
 // updateProblems recomputes org's pipeline problems after a successful cycle and logs what
@@ -83,6 +88,11 @@ func (c *Collector) updateProblems(org string, o *orgState, pipelines map[string
 	ps := &o.problems
 	for s, ok := range f.exists {
 		ps.exists[s] = ok
+	}
+	for _, set := range [][]buildkite.Build{f.finished, f.open} {
+		for i := range set {
+			ps.listed[set[i].PipelineSlug()] = true
+		}
 	}
 	for s, fb := range res.EnvironmentFallback {
 		ps.envFallback[s] = fb
@@ -109,7 +119,7 @@ func (c *Collector) updateProblems(org string, o *orgState, pipelines map[string
 			add(s, reason, severityError, fmt.Sprintf("Buildkite answers 403 for the builds of pipeline %s: the token lacks the read_builds scope for it. Give the token access to it.", full))
 			continue
 		}
-		if !c.agg.HasDeployments(pipelines[s].Label, full) {
+		if !ps.listed[s] && !c.agg.HasDeployments(pipelines[s].Label, full) {
 			if ok, checked := ps.exists[s]; checked && !ok {
 				add(s, reasonNotFound, severityError, fmt.Sprintf("Pipeline %s does not exist, or the token may not see it (Buildkite answers 404 for both): no build of it can be counted. Fix the annotation of component %s (the slug must match buildkite.com/%s), or give the token access.", full, pipelines[s].Label, full))
 			} else if checked {

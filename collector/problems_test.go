@@ -89,6 +89,8 @@ func TestMisspeltPipelineOrgWide(t *testing.T) {
 		f.AddPipeline(testOrg, pipelineNamed("idle-deploy"))
 		comps := []backstage.Component{component("shop", "shop-deploy"), component("typo", "shop-deploi"), component("idle", "idle-deploy")}
 		h := start(t, f, comps)
+		// One lookup every existenceCheckEvery cycles: both pipelines are looked up within two.
+		time.Sleep(2 * existenceCheckEvery * testInterval)
 		h.next()
 		expect(t, h.metrics(), map[string]float64{
 			deployments("shop", "production", "shop-deploy", "passed"): 1,
@@ -101,6 +103,7 @@ func TestMisspeltPipelineOrgWide(t *testing.T) {
 		})
 		// Looked up once, not every cycle.
 		before := len(f.Requests())
+		time.Sleep(3 * existenceCheckEvery * testInterval)
 		h.next()
 		for _, r := range f.Requests()[before:] {
 			if strings.Contains(r.Path, "/pipelines/shop-deploi") || strings.Contains(r.Path, "/pipelines/idle-deploy") {
