@@ -1293,4 +1293,3 @@ func TestApprovalWaitSurvivesSIGKILL(t *testing.T) {
 		})
 	}
 }
-
