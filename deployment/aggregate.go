@@ -3,6 +3,8 @@ package deployment
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -20,6 +22,72 @@ var (
 	recoveryBuckets     = []float64{3600, 86400, 604800, 2592000}
 	approvalWaitBuckets = []float64{300, 3600, 86400}
 )
+
+// Histogram kinds: the keys of Aggregate.Bounds.
+const (
+	histDuration     = "duration"
+	histLeadTime     = "lead_time"
+	histRecovery     = "recovery"
+	histApprovalWait = "approval_wait"
+)
+
+// histogramMetrics names the metric each kind is exposed as.
+var histogramMetrics = map[string]string{
+	histDuration:     "buildkite_deployment_duration_seconds",
+	histLeadTime:     "buildkite_deployment_lead_time_seconds",
+	histRecovery:     "buildkite_deployment_recovery_seconds",
+	histApprovalWait: "buildkite_deployment_approval_wait_seconds",
+}
+
+// currentBounds returns this binary's bucket bounds by histogram kind, read when called
+// (config.DurationBuckets is a variable).
+func currentBounds() map[string][]float64 {
+	return map[string][]float64{
+		histDuration:     slices.Clone(config.DurationBuckets),
+		histLeadTime:     slices.Clone(leadTimeBuckets),
+		histRecovery:     slices.Clone(recoveryBuckets),
+		histApprovalWait: slices.Clone(approvalWaitBuckets),
+	}
+}
+
+// histograms returns the aggregate's histograms of kind.
+func (a *Aggregate) histograms(kind string) map[string]*histogram {
+	switch kind {
+	case histDuration:
+		return a.Duration
+	case histLeadTime:
+		return a.LeadTime
+	case histRecovery:
+		return a.Recovery
+	case histApprovalWait:
+		return a.ApprovalWait
+	}
+	return nil
+}
+
+// BucketsChangedError is UnmarshalAggregate's error for a compacted base whose histogram
+// counts were aggregated with other bucket bounds than this binary's: a count cannot be moved
+// from one bucket to another, so such a base cannot be added to. The caller decides: when
+// nothing was ever compacted (store.State.Compacted is 0) the records alone rebuild every
+// histogram with the new bounds; otherwise it has to refuse to start.
+type BucketsChangedError struct {
+	Histogram string    // the metric, e.g. buildkite_deployment_duration_seconds
+	Stored    []float64 // the bounds in the base; nil when a version-1 base did not record them
+	// StoredBuckets is the number of buckets of the stored counts (bounds + the +Inf one).
+	StoredBuckets int
+	Current       []float64 // this binary's bounds
+}
+
+func (e *BucketsChangedError) Error() string {
+	stored := fmt.Sprint(e.Stored)
+	if e.Stored == nil {
+		stored = fmt.Sprintf("that it did not record (a version-1 summary, with %d buckets)", e.StoredBuckets)
+	}
+	return fmt.Sprintf("the base holds counts aggregated with other buckets: %s was aggregated with the bucket bounds %s, "+
+		"and this exporter uses %v. Counts cannot be moved between buckets: run the version or configuration with the "+
+		"old bounds, or move the deployment log aside and start again, which backfills --history.backfill of builds "+
+		"and loses the history older than that (see store/README.md)", e.Histogram, stored, e.Current)
+}
 
 // Deployment states, the values of the state label.
 const (
@@ -87,6 +155,11 @@ type envState struct {
 // applying the remaining records on top of it rebuilds the same state.
 type Aggregate struct {
 	Version int `json:"version"`
+	// Bounds are the bucket upper bounds the histograms were aggregated with, by kind
+	// (duration, lead_time, recovery, approval_wait). Version-1 bases have none: they were
+	// written with the bounds of this binary (those did not change while version 1 was
+	// written).
+	Bounds map[string][]float64 `json:"bounds,omitempty"`
 	// Deployments counts by (component, environment, pipeline, state).
 	Deployments map[string]uint64 `json:"deployments"`
 	// Pipelines are the (component, environment, pipeline) triples seen, so that the three
@@ -118,11 +191,15 @@ func (a *Aggregate) HasDeployments(component, pipeline string) bool {
 	return a.withRecords[joinKey(component, pipeline)]
 }
 
-const aggregateVersion = 1
+// aggregateVersion is the version of the base's JSON: 2 records the histogram bounds; 1,
+// still read, did not.
+const aggregateVersion = 2
 
+// NewAggregate returns an empty aggregate with this binary's histogram bounds.
 func NewAggregate() *Aggregate {
 	return &Aggregate{
 		Version:      aggregateVersion,
+		Bounds:       currentBounds(),
 		Deployments:  map[string]uint64{},
 		Pipelines:    map[string]bool{},
 		Duration:     map[string]*histogram{},
@@ -134,17 +211,20 @@ func NewAggregate() *Aggregate {
 	}
 }
 
-// UnmarshalAggregate decodes a compacted base; nil or empty is an empty aggregate.
+// UnmarshalAggregate decodes a compacted base; nil or empty is an empty aggregate. A base
+// whose histograms were aggregated with other bucket bounds than this binary's is refused with
+// a *BucketsChangedError.
 func UnmarshalAggregate(b []byte) (*Aggregate, error) {
 	a := NewAggregate()
 	if len(b) == 0 {
 		return a, nil
 	}
+	a.Bounds = nil // what the base says, only
 	if err := json.Unmarshal(b, a); err != nil {
 		return nil, fmt.Errorf("decoding the compacted deployment summary: %w", err)
 	}
-	if a.Version != aggregateVersion {
-		return nil, fmt.Errorf("compacted deployment summary has version %d, this exporter reads %d", a.Version, aggregateVersion)
+	if a.Version != 1 && a.Version != aggregateVersion {
+		return nil, fmt.Errorf("compacted deployment summary has version %d, this exporter reads 1 and %d", a.Version, aggregateVersion)
 	}
 	// Maps absent from an older or hand-edited base.
 	fresh := NewAggregate()
@@ -165,7 +245,37 @@ func UnmarshalAggregate(b []byte) (*Aggregate, error) {
 	if a.Envs == nil {
 		a.Envs = fresh.Envs
 	}
+	if err := a.checkBounds(fresh.Bounds); err != nil {
+		return nil, err
+	}
+	a.Version, a.Bounds = aggregateVersion, fresh.Bounds
 	return a, nil
+}
+
+// checkBounds compares the bounds the base was aggregated with to current. A kind without any
+// observation takes the current bounds whatever it had; a kind whose bounds the base does not
+// record (version 1) was aggregated with the current ones, which its counts must fit.
+func (a *Aggregate) checkBounds(current map[string][]float64) error {
+	for _, kind := range slices.Sorted(maps.Keys(current)) {
+		cur := current[kind]
+		stored, recorded := a.Bounds[kind]
+		for _, k := range slices.Sorted(maps.Keys(a.histograms(kind))) {
+			h := a.histograms(kind)[k]
+			if h == nil || h.Count == 0 && !slices.ContainsFunc(h.Counts, func(c uint64) bool { return c != 0 }) {
+				continue // nothing observed: any bounds fit
+			}
+			switch {
+			case recorded && !slices.Equal(stored, cur):
+				return &BucketsChangedError{Histogram: histogramMetrics[kind], Stored: stored, StoredBuckets: len(h.Counts), Current: cur}
+			case len(h.Counts) != len(cur)+1 && !recorded:
+				return &BucketsChangedError{Histogram: histogramMetrics[kind], StoredBuckets: len(h.Counts), Current: cur}
+			case len(h.Counts) != len(cur)+1:
+				return fmt.Errorf("compacted deployment summary is damaged: histogram %s of %q has %d buckets, its bounds %v make %d",
+					histogramMetrics[kind], k, len(h.Counts), cur, len(cur)+1)
+			}
+		}
+	}
+	return nil
 }
 
 // marshalBase encodes the aggregate as a compaction base.

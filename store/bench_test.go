@@ -260,24 +260,16 @@ func benchmarkMigrate(b *testing.B, n int) {
 	ms := v.(*migrateStore)
 	ms.once.Do(func() {
 		ms.dir = benchDir(b)
-		st, err := OpenBolt(ms.dir, BoltOptions{Logger: log.NewNopLogger()})
-		if err != nil {
-			ms.err = err
-			return
-		}
-		for i := 0; i < n && ms.err == nil; i += 10_000 {
-			batch := Batch{Records: make([]Record, 0, 10_000)}
+		// As the format-1 code wrote it: records in encoding 1, keys with their sequence only.
+		f1 := newFormat1Log(b, ms.dir)
+		for i := 0; i < n; i += 10_000 {
+			batch := make([]Record, 0, 10_000)
 			for j := i; j < min(n, i+10_000); j++ {
-				batch.Records = append(batch.Records, migrateRecord(j))
+				batch = append(batch, migrateRecord(j))
 			}
-			_, ms.err = st.Append(batch)
+			f1.append(batch, nil)
 		}
-		if err := st.Close(); err != nil && ms.err == nil {
-			ms.err = err
-		}
-		if ms.err == nil {
-			setFormat(b, ms.dir, 1)
-		}
+		f1.close()
 	})
 	if ms.err != nil {
 		b.Fatal(ms.err)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -26,20 +27,74 @@ const DBFileName = "deployments.db"
 
 // storeFormat is the layout version kept in the meta bucket (see README.md). A binary refuses a
 // store with a newer format instead of misreading it, and migrates an older one when it opens
-// it. Format 2 keys failed outcomes by attempt (AttemptKey); format 1 keyed every outcome by
-// finish time.
+// it. Format 2 keys failed outcomes by attempt (AttemptKey), checksums every record (record
+// encoding 2), keeps each key's finish time for pruning and counts what was appended and
+// compacted; format 1 keyed every outcome by finish time and had none of the rest.
 const storeFormat = 2
 
 var (
-	bucketMeta       = []byte("meta")       // "format" → storeFormat; "base" → compacted summary
+	bucketMeta       = []byte("meta")       // see the key* names below
 	bucketRecords    = []byte("records")    // 8-byte big-endian sequence → encoded Record
-	bucketKeys       = []byte("keys")       // Record.Key → sequence; kept after compaction
+	bucketKeys       = []byte("keys")       // Record.Key → keyValue(sequence, finish time)
 	bucketWatermarks = []byte("watermarks") // organization → JSON Watermark
 	bucketCommits    = []byte("commits")    // CommitKey → time.Time.MarshalBinary
 
-	keyFormat = []byte("format")
-	keyBase   = []byte("base")
+	allBuckets = [][]byte{bucketMeta, bucketRecords, bucketKeys, bucketWatermarks, bucketCommits}
+
+	keyFormat     = []byte("format")        // one byte, storeFormat
+	keyBase       = []byte("base")          // the compacted summary; absent when none
+	keyAppended   = []byte("appended")      // 8-byte big-endian count of records ever stored
+	keyCompacted  = []byte("compacted")     // 8-byte big-endian count of records ever compacted
+	keyWatermarks = []byte("watermarks")    // present once a watermark was stored
+	keyPruned     = []byte("pruned_before") // 8-byte big-endian Unix seconds; absent when nothing was pruned
 )
+
+// minFileSize is the least a bbolt file can hold: two meta pages, a freelist and a root page,
+// each at least 1 KiB. bbolt itself would initialise a 0-byte file as a new database.
+const minFileSize = 4096
+
+// unknownFinish is the finish time, in the key index, of a key whose outcome's finish time is not
+// known (a compacted format-1 key that is not a Key): such a key is never pruned.
+const unknownFinish = math.MaxInt64
+
+// keyValue is the key index's value: the record's sequence, then the outcome's finish time in
+// Unix seconds (rounded down), both big endian.
+func keyValue(seq uint64, finishedUnix int64) []byte {
+	v := binary.BigEndian.AppendUint64(make([]byte, 0, 16), seq)
+	return binary.BigEndian.AppendUint64(v, uint64(finishedUnix))
+}
+
+func parseKeyValue(v []byte) (seq uint64, finishedUnix int64, ok bool) {
+	if len(v) != 16 {
+		return 0, 0, false
+	}
+	return binary.BigEndian.Uint64(v), int64(binary.BigEndian.Uint64(v[8:])), true
+}
+
+func putUint(m *bolt.Bucket, k []byte, n uint64) error {
+	return m.Put(k, binary.BigEndian.AppendUint64(nil, n))
+}
+
+// getUint reads a counter of the meta bucket; absent is 0, ok is false for a malformed value.
+func getUint(m *bolt.Bucket, k []byte) (n uint64, ok bool) {
+	v := m.Get(k)
+	if v == nil {
+		return 0, true
+	}
+	if len(v) != 8 {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(v), true
+}
+
+// prunedBefore reads State.PrunedBefore from the meta bucket.
+func prunedBefore(m *bolt.Bucket) (time.Time, bool) {
+	n, ok := getUint(m, keyPruned)
+	if !ok || n == 0 {
+		return time.Time{}, ok
+	}
+	return time.Unix(int64(n), 0).UTC(), true
+}
 
 // replayChunk is how many records Replay reads per read transaction. Replay calls fn outside
 // any transaction, so fn may append or close without deadlocking on bbolt's locks, and a long
@@ -56,9 +111,12 @@ type BoltOptions struct {
 	// like on a full disk and nothing of the batch is stored. Zero means no cap.
 	MaxSize int
 
-	// migrateHook, set by tests, runs halfway through a format migration, inside its
-	// transaction; an error aborts the migration, as a crash there would.
-	migrateHook func() error
+	// migrateHook, set by tests, runs before a format migration rewrites a record (step
+	// "records") or visits a key index entry ("keys"), done being how many it did before,
+	// inside the transaction of that step; an error aborts the step, as a crash there would.
+	migrateHook func(step string, done int) error
+	// migrateStep, set by tests, replaces the records and keys a migration step handles.
+	migrateStep int
 }
 
 // Bolt is the durable Log: a bbolt database under the storage path. Every Append is one
@@ -108,9 +166,9 @@ type CorruptError struct {
 }
 
 func (e *CorruptError) Error() string {
-	return fmt.Sprintf("deployment log %s is corrupt or unreadable: %v. Move it aside (mv %s %s.corrupt) and start again: "+
-		"the exporter creates a new log and backfills --history.backfill of builds from Buildkite; "+
-		"deployments older than that window are no longer counted (see store/README.md)", e.Path, e.Err, e.Path, e.Path)
+	return fmt.Sprintf("deployment log %s is corrupt or unreadable: %v. Restore the latest backup to %s, or move the file aside "+
+		"(mv %s %s.corrupt) and start again: the exporter creates a new log and backfills --history.backfill of builds from "+
+		"Buildkite; deployments older than that window are no longer counted (see store/README.md)", e.Path, e.Err, e.Path, e.Path, e.Path)
 }
 
 func (e *CorruptError) Unwrap() error { return e.Err }
@@ -139,6 +197,9 @@ func OpenBolt(dir string, opts BoltOptions) (*Bolt, error) {
 		return nil, fmt.Errorf("storage path %s is not a directory", dir)
 	}
 	path := filepath.Join(dir, DBFileName)
+	if err := create(dir, path, timeout); err != nil {
+		return nil, err
+	}
 
 	var db *bolt.DB
 	err := guard(path, func() (err error) {
@@ -147,6 +208,7 @@ func OpenBolt(dir string, opts BoltOptions) (*Bolt, error) {
 			FreelistType: bolt.FreelistMapType, // compaction frees many pages; the map scales
 			MaxSize:      opts.MaxSize,
 			NoSync:       false, // explicit: every commit is fsynced before Append returns
+			OpenFile:     openExisting,
 		})
 		return err
 	})
@@ -168,7 +230,7 @@ func OpenBolt(dir string, opts BoltOptions) (*Bolt, error) {
 		// The flock is the lock; the file only names its holder, so this is not fatal.
 		level.Warn(logger).Log("msg", "Cannot record this process as the holder of the storage path", "path", dir, "err", err)
 	}
-	if err := b.init(opts.migrateHook); err != nil {
+	if err := b.init(opts); err != nil {
 		_ = b.Close()
 		return nil, err
 	}
@@ -180,67 +242,225 @@ func OpenBolt(dir string, opts BoltOptions) (*Bolt, error) {
 	return b, nil
 }
 
-// init checks what a damaged file can hide from bbolt.Open, creates the buckets and migrates
-// an older format.
-func (b *Bolt) init(migrateHook func() error) error {
+// create makes a new, complete deployment log at path if there is no file there. It builds it
+// under a temporary name and links it into place only once it is complete and synced, so a
+// deployments.db exists complete or not at all: a crash during the first start leaves no file
+// (and perhaps a temporary one, removed by the next start), never an empty one. An empty or
+// too short deployments.db is therefore damage, and OpenBolt refuses it instead of letting
+// bbolt initialise it as a new database, which would lose the history without a word.
+func create(dir, path string, timeout time.Duration) error {
+	if _, err := os.Lstat(path); err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return nil // there is a file (or it cannot be told): open it, and report its errors there
+	}
+	// Leftovers of a creation interrupted by a crash; they never held a deployment.
+	if stale, err := filepath.Glob(filepath.Join(dir, DBFileName+".new-*")); err == nil {
+		for _, f := range stale {
+			_ = os.Remove(f)
+		}
+	}
+	fail := func(err error) error {
+		return fmt.Errorf("cannot create deployment log %s: %w%s", path, err, hint(err))
+	}
+	f, err := os.CreateTemp(dir, DBFileName+".new-*")
+	if err != nil {
+		return fail(err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // after the link, only a second name of the new log
+	if err := f.Close(); err != nil {
+		return fail(err)
+	}
+	db, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: timeout, FreelistType: bolt.FreelistMapType})
+	if err != nil {
+		return fail(err)
+	}
+	err = db.Update(initStore)
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fail(err)
+	}
+	// link, not rename: it never replaces a log another process created meanwhile.
+	if err := os.Link(tmp, path); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return nil
+		}
+		// A file system without hard links: rename, unless a log appeared meanwhile.
+		if _, serr := os.Lstat(path); !errors.Is(serr, fs.ErrNotExist) {
+			return nil
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			return fail(err)
+		}
+	}
+	if err := syncDir(dir); err != nil {
+		return fail(err)
+	}
+	return nil
+}
+
+// syncDir makes the directory entries of dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// openExisting is bbolt's OpenFile: it never creates the file (create does, complete), and it
+// refuses one too short to be a bbolt database, which bbolt would initialise as a new one.
+func openExisting(name string, flag int, perm os.FileMode) (*os.File, error) {
+	f, err := os.OpenFile(name, flag&^os.O_CREATE, perm)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	if fi.Size() < minFileSize {
+		_ = f.Close()
+		return nil, &CorruptError{Path: name, Err: fmt.Errorf("the file has %d bytes, and a deployment log is never shorter than %d, "+
+			"not even a new one (it is created complete); it was truncated or replaced", fi.Size(), minFileSize)}
+	}
+	return f, nil
+}
+
+// initStore makes the buckets and meta values of a new, empty log.
+func initStore(tx *bolt.Tx) error {
+	for _, name := range allBuckets {
+		if _, err := tx.CreateBucket(name); err != nil {
+			return fmt.Errorf("bucket %s: %w", name, err)
+		}
+	}
+	m := tx.Bucket(bucketMeta)
+	if err := m.Put(keyFormat, []byte{storeFormat}); err != nil {
+		return err
+	}
+	if err := putUint(m, keyAppended, 0); err != nil {
+		return err
+	}
+	return putUint(m, keyCompacted, 0)
+}
+
+// init checks what a damaged file can hide from bbolt.Open and migrates an older format.
+func (b *Bolt) init(opts BoltOptions) error {
 	fi, err := os.Stat(b.path)
 	if err != nil {
 		return fmt.Errorf("cannot stat deployment log %s: %w", b.path, err)
 	}
-	allBuckets := [][]byte{bucketMeta, bucketRecords, bucketKeys, bucketWatermarks, bucketCommits}
-	var format byte // of the file as found; 0 for a new one
+	var (
+		format  byte // of the file as found; 0 for a new one
+		empty   bool // a bbolt file never written to
+		migrate bool // format 1, a pre-release format 2, or a migration under way
+	)
 	err = guard(b.path, func() error {
-		complete := true
-		// bbolt maps the file and trusts its meta page; if the file is shorter than the meta
-		// says, touching the missing pages would kill the process (SIGBUS), so check first.
 		if err := b.db.View(func(tx *bolt.Tx) error {
+			// bbolt maps the file and trusts its meta page; if the file is shorter than the
+			// meta says, touching the missing pages would kill the process (SIGBUS), so check
+			// first.
 			if tx.Size() > fi.Size() {
-				return &CorruptError{Path: b.path, Err: fmt.Errorf("file is truncated: it has %d bytes, its metadata needs %d", fi.Size(), tx.Size())}
-			}
-			if m := tx.Bucket(bucketMeta); m != nil {
-				f := m.Get(keyFormat)
-				if len(f) != 1 || f[0] > storeFormat || f[0] == 0 {
-					return &CorruptError{Path: b.path, Err: fmt.Errorf("unknown store format %v (this binary reads format %d; was it written by a newer version?)", f, storeFormat)}
-				}
-				format = f[0]
-				for _, name := range allBuckets {
-					complete = complete && tx.Bucket(name) != nil
-				}
-				return nil
-			}
-			complete = false
-			// No format marker: a new file, or another program's bbolt database, which must
-			// not be written into.
-			return tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
-				return &CorruptError{Path: b.path, Err: fmt.Errorf("not a deployment log: it has a bucket %q and no format marker", name)}
-			})
-		}); err != nil {
-			return err
-		}
-		if complete {
-			return nil // nothing to write here; only a migration changes an existing store
-		}
-		return b.db.Update(func(tx *bolt.Tx) error {
-			for _, name := range allBuckets {
-				if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-					return &CorruptError{Path: b.path, Err: fmt.Errorf("bucket %s: %w", name, err)}
-				}
+				return fmt.Errorf("file is truncated: it has %d bytes, its metadata needs %d", fi.Size(), tx.Size())
 			}
 			m := tx.Bucket(bucketMeta)
-			if m.Get(keyFormat) == nil {
-				return m.Put(keyFormat, []byte{storeFormat})
+			if m == nil {
+				// No format marker: another program's bbolt database, which must not be
+				// written into, or one that lost its buckets.
+				if err := tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+					return fmt.Errorf("not a deployment log: it has a bucket %q and no format marker", name)
+				}); err != nil {
+					return err
+				}
+				if tx.ID() > 1 {
+					// bbolt creates a file with transaction 1; a later one wrote something.
+					return fmt.Errorf("the file has been written to (transaction %d) but holds no buckets: its deployment log is gone", tx.ID())
+				}
+				// A bbolt file never written to: an earlier version, killed while creating
+				// the log, left it.
+				empty = true
+				return nil
 			}
-			return nil
-		})
+			f := m.Get(keyFormat)
+			if len(f) != 1 || f[0] > storeFormat || f[0] == 0 {
+				return fmt.Errorf("unknown store format %v (this binary reads format %d; was it written by a newer version?)", f, storeFormat)
+			}
+			format = f[0]
+			// Every version creates all buckets with the format marker, in one transaction.
+			for _, name := range allBuckets {
+				if tx.Bucket(name) == nil {
+					return fmt.Errorf("its %s bucket is missing", name)
+				}
+			}
+			if format < storeFormat || m.Get(keyMigration) != nil {
+				migrate = true // below; the migration counts what is there
+				return nil
+			}
+			if m.Get(keyAppended) == nil {
+				// A pre-release of format 2 had no counters, but neither checksums nor key
+				// finish times: a log with those has lost its counters.
+				_, v := tx.Bucket(bucketRecords).Cursor().First()
+				_, kv := tx.Bucket(bucketKeys).Cursor().First()
+				if (v != nil && (len(v) == 0 || v[0] != recordEncodingV1)) || (kv != nil && len(kv) != 8) {
+					return errors.New("its counters are missing")
+				}
+				migrate = true
+				return nil
+			}
+			return checkExpected(tx)
+		}); err != nil {
+			if !errors.As(err, new(*CorruptError)) {
+				err = &CorruptError{Path: b.path, Err: err}
+			}
+			return err
+		}
+		if empty {
+			return b.db.Update(initStore)
+		}
+		return nil
 	})
-	if err != nil && !errors.As(err, new(*CorruptError)) {
+	if err != nil {
+		if errors.As(err, new(*CorruptError)) {
+			return err
+		}
 		return b.writeError("initialise", err)
 	}
-	if err == nil && format != 0 && format < storeFormat {
-		// Format 1 is the only older one. A new file got storeFormat above.
-		err = guard(b.path, func() error { return b.migrateFormat1(migrateHook) })
+	if !migrate {
+		return nil
 	}
-	return err
+	// A format-2 log without counters was written by a pre-release of format 2, without
+	// checksums, key finish times and counters: the migration's rewrite completes it.
+	return guard(b.path, func() error { return b.migrate(format, opts) })
+}
+
+// checkExpected refuses a log that its own meta data says is not empty but is: the records
+// or watermarks it counted are gone (a damaged page can hide a bucket's content from bbolt).
+func checkExpected(tx *bolt.Tx) error {
+	m := tx.Bucket(bucketMeta)
+	appended, ok1 := getUint(m, keyAppended)
+	compacted, ok2 := getUint(m, keyCompacted)
+	_, ok3 := prunedBefore(m)
+	if !ok1 || !ok2 || !ok3 || compacted > appended {
+		return fmt.Errorf("its counters are damaged (appended %x, compacted %x, pruned_before %x)", m.Get(keyAppended), m.Get(keyCompacted), m.Get(keyPruned))
+	}
+	first, _ := tx.Bucket(bucketRecords).Cursor().First()
+	if first == nil && appended > compacted {
+		return fmt.Errorf("it holds no records, but %d were stored and %d of them compacted: %d records are missing",
+			appended, compacted, appended-compacted)
+	}
+	if k, _ := tx.Bucket(bucketKeys).Cursor().First(); first != nil && k == nil {
+		return errors.New("it holds records but its key index is empty")
+	}
+	if k, _ := tx.Bucket(bucketWatermarks).Cursor().First(); k == nil && m.Get(keyWatermarks) != nil {
+		return errors.New("it holds no watermarks, but watermarks were stored")
+	}
+	return nil
 }
 
 // Path returns the database file.
@@ -273,18 +493,33 @@ func (b *Bolt) Append(batch Batch) ([]Record, error) {
 
 	b.pendingMu.Lock()
 	defer b.pendingMu.Unlock()
-	var added []Record
+	var (
+		added   []Record
+		fresh   []string // keys this attempt stored: what a failed commit may have stored after all
+		ignored int      // records older than the pruned keys
+	)
 	err := b.update(func(tx *bolt.Tx) error {
-		added = added[:0]
-		recs, keys := tx.Bucket(bucketRecords), tx.Bucket(bucketKeys)
+		added, fresh, ignored = added[:0], fresh[:0], 0
+		recs, keys, meta := tx.Bucket(bucketRecords), tx.Bucket(bucketKeys), tx.Bucket(bucketMeta)
 		// Sequence keys only ever grow: full pages instead of bbolt's default half-full split
 		// roughly halve the file (bbolt's advice for append-only buckets).
 		recs.FillPercent = 1.0
+		pruned, _ := prunedBefore(meta) // checked at open
+		var returned map[string]bool    // pending keys returned by this call
 		for _, r := range batch.Records {
 			if keys.Get([]byte(r.Key)) != nil {
-				if b.pending[r.Key] {
-					added = append(added, r) // stored by a commit that reported failure
+				if b.pending[r.Key] && !returned[r.Key] {
+					// Stored by a commit that reported failure, and never returned as new.
+					if returned == nil {
+						returned = map[string]bool{}
+					}
+					returned[r.Key] = true
+					added = append(added, r)
 				}
+				continue
+			}
+			if r.FinishedAt.Before(pruned) {
+				ignored++ // stored and pruned, or too old to tell: see Log.Compact
 				continue
 			}
 			seq, err := recs.NextSequence()
@@ -295,15 +530,27 @@ func (b *Bolt) Append(batch Batch) ([]Record, error) {
 			if err := recs.Put(k, appendRecord(nil, &r)); err != nil {
 				return err
 			}
-			if err := keys.Put([]byte(r.Key), k); err != nil {
+			if err := keys.Put([]byte(r.Key), keyValue(seq, r.FinishedAt.Unix())); err != nil {
 				return err
 			}
 			added = append(added, r)
+			fresh = append(fresh, r.Key)
+		}
+		if len(fresh) > 0 {
+			n, _ := getUint(meta, keyAppended)
+			if err := putUint(meta, keyAppended, n+uint64(len(fresh))); err != nil {
+				return err
+			}
 		}
 		// Records and watermarks commit together, so a watermark never gets ahead of records.
 		w := tx.Bucket(bucketWatermarks)
 		for org, v := range wms {
 			if err := w.Put([]byte(org), v); err != nil {
+				return err
+			}
+		}
+		if len(wms) > 0 && meta.Get(keyWatermarks) == nil {
+			if err := meta.Put(keyWatermarks, []byte{1}); err != nil {
 				return err
 			}
 		}
@@ -329,11 +576,13 @@ func (b *Bolt) Append(batch Batch) ([]Record, error) {
 		err = b.commitHook()
 	}
 	if err != nil {
-		if b.pending == nil {
+		// Only keys this attempt stored can have reached the disk unreported. A key stored
+		// before is not pending: it was returned as new then (or is pending already).
+		if len(fresh) > 0 && b.pending == nil {
 			b.pending = map[string]bool{}
 		}
-		for _, r := range batch.Records {
-			b.pending[r.Key] = true
+		for _, k := range fresh {
+			b.pending[k] = true
 		}
 		if errors.Is(err, ErrClosed) || errors.As(err, new(*CorruptError)) {
 			return nil, err
@@ -342,6 +591,9 @@ func (b *Bolt) Append(batch Batch) ([]Record, error) {
 	}
 	for _, r := range batch.Records {
 		delete(b.pending, r.Key)
+	}
+	if ignored > 0 {
+		level.Debug(b.logger).Log("msg", "Ignored records that finished before the pruned keys: counted before, or too old to tell", "records", ignored)
 	}
 	return added, nil
 }
@@ -361,9 +613,12 @@ func checkKey(k string) error {
 func (b *Bolt) Load() (State, error) {
 	st := State{Watermarks: map[string]Watermark{}, CommitsFirstSeen: map[string]time.Time{}}
 	err := b.view(func(tx *bolt.Tx) error {
-		if v := tx.Bucket(bucketMeta).Get(keyBase); v != nil {
+		m := tx.Bucket(bucketMeta)
+		if v := m.Get(keyBase); v != nil {
 			st.Base = bytes.Clone(v)
 		}
+		st.Compacted, _ = getUint(m, keyCompacted) // checked at open
+		st.PrunedBefore, _ = prunedBefore(m)
 		if err := tx.Bucket(bucketWatermarks).ForEach(func(k, v []byte) error {
 			var wm Watermark
 			if err := json.Unmarshal(v, &wm); err != nil {
@@ -410,7 +665,7 @@ func (b *Bolt) Replay(fn func(Record) error) error {
 			for ; k != nil && len(chunk) < replayChunk; k, v = c.Next() {
 				chunk = append(chunk, Record{})
 				if err := d.decodeRecord(v, &chunk[len(chunk)-1]); err != nil {
-					return &CorruptError{Path: b.path, Err: fmt.Errorf("record %x: %w", k, err)}
+					return b.recordError(k, err)
 				}
 				after = append(after[:0], k...)
 			}
@@ -442,23 +697,31 @@ func (b *Bolt) releaseMapped() {
 	})
 }
 
-// Compact implements Log. fold runs inside the write transaction; it must not call the store.
-// Keys of compacted records stay in the key index, so a re-read of an old build is still
-// recognised as stored and never counted twice.
+// recordError is the *CorruptError of the record at sequence key k.
+func (b *Bolt) recordError(k []byte, err error) error {
+	if len(k) == 8 {
+		return &CorruptError{Path: b.path, Err: fmt.Errorf("record %x (sequence %d): %w", k, binary.BigEndian.Uint64(k), err)}
+	}
+	return &CorruptError{Path: b.path, Err: fmt.Errorf("record %x: %w", k, err)}
+}
+
+// Compact implements Log (see there for what it prunes and why that is safe). fold runs inside
+// the write transaction; it must not call the store.
 func (b *Bolt) Compact(cutoff time.Time, fold func(base []byte, old []Record) ([]byte, error)) error {
-	var n int
+	var n, keysPruned, commitsPruned int
+	var horizon time.Time
 	err := b.update(func(tx *bolt.Tx) error {
-		n = 0
+		n, keysPruned, commitsPruned = 0, 0, 0
 		var (
 			d    decoder
 			old  []Record
 			seqs [][]byte
 		)
-		recs := tx.Bucket(bucketRecords)
+		recs, meta := tx.Bucket(bucketRecords), tx.Bucket(bucketMeta)
 		if err := recs.ForEach(func(k, v []byte) error {
 			var r Record
 			if err := d.decodeRecord(v, &r); err != nil {
-				return &CorruptError{Path: b.path, Err: fmt.Errorf("record %x: %w", k, err)}
+				return b.recordError(k, err)
 			}
 			if r.FinishedAt.Before(cutoff) {
 				old = append(old, r)
@@ -468,28 +731,86 @@ func (b *Bolt) Compact(cutoff time.Time, fold func(base []byte, old []Record) ([
 		}); err != nil {
 			return err
 		}
-		if len(old) == 0 {
+		if len(old) > 0 {
+			base, err := fold(bytes.Clone(meta.Get(keyBase)), old)
+			if err != nil {
+				return &foldError{err}
+			}
+			if base == nil {
+				err = meta.Delete(keyBase)
+			} else {
+				err = meta.Put(keyBase, base)
+			}
+			if err != nil {
+				return err
+			}
+			for _, k := range seqs {
+				if err := recs.Delete(k); err != nil {
+					return err
+				}
+			}
+			c, _ := getUint(meta, keyCompacted)
+			if err := putUint(meta, keyCompacted, c+uint64(len(old))); err != nil {
+				return err
+			}
+			n = len(old)
+		}
+
+		wms := map[string]Watermark{}
+		if err := tx.Bucket(bucketWatermarks).ForEach(func(k, v []byte) error {
+			var wm Watermark
+			if err := json.Unmarshal(v, &wm); err != nil {
+				return &CorruptError{Path: b.path, Err: fmt.Errorf("watermark of organization %s: %w", k, err)}
+			}
+			wms[string(k)] = wm
 			return nil
-		}
-		meta := tx.Bucket(bucketMeta)
-		base, err := fold(bytes.Clone(meta.Get(keyBase)), old)
-		if err != nil {
-			return &foldError{err}
-		}
-		if base == nil {
-			err = meta.Delete(keyBase)
-		} else {
-			err = meta.Put(keyBase, base)
-		}
-		if err != nil {
+		}); err != nil {
 			return err
 		}
-		for _, k := range seqs {
-			if err := recs.Delete(k); err != nil {
+		horizon = pruneHorizon(cutoff, wms)
+		keys := tx.Bucket(bucketKeys)
+		var doomed [][]byte
+		if err := keys.ForEach(func(k, v []byte) error {
+			_, finished, ok := parseKeyValue(v)
+			if !ok {
+				return &CorruptError{Path: b.path, Err: fmt.Errorf("key index entry %q: value %x is not a sequence and a finish time", k, v)}
+			}
+			if finished < horizon.Unix() {
+				doomed = append(doomed, bytes.Clone(k))
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, k := range doomed {
+			if err := keys.Delete(k); err != nil {
 				return err
 			}
 		}
-		n = len(old)
+		keysPruned = len(doomed)
+		doomed = doomed[:0]
+		commits := tx.Bucket(bucketCommits)
+		if err := commits.ForEach(func(k, v []byte) error {
+			var t time.Time
+			if err := t.UnmarshalBinary(v); err != nil {
+				return &CorruptError{Path: b.path, Err: fmt.Errorf("first-seen time of commit %q: %w", k, err)}
+			}
+			if t.Before(cutoff) {
+				doomed = append(doomed, bytes.Clone(k))
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, k := range doomed {
+			if err := commits.Delete(k); err != nil {
+				return err
+			}
+		}
+		commitsPruned = len(doomed)
+		if prev, _ := prunedBefore(meta); horizon.After(prev) && horizon.Unix() > 0 {
+			return putUint(meta, keyPruned, uint64(horizon.Unix()))
+		}
 		return nil
 	})
 	var fe *foldError
@@ -501,8 +822,9 @@ func (b *Bolt) Compact(cutoff time.Time, fold func(base []byte, old []Record) ([
 	case err != nil:
 		return err
 	}
-	if n > 0 {
-		level.Info(b.logger).Log("msg", "Compacted deployment log", "path", b.path, "cutoff", cutoff.UTC().Format(time.RFC3339), "records", n)
+	if n+keysPruned+commitsPruned > 0 {
+		level.Info(b.logger).Log("msg", "Compacted deployment log", "path", b.path, "cutoff", cutoff.UTC().Format(time.RFC3339),
+			"records", n, "keys_pruned", keysPruned, "key_horizon", horizon.Format(time.RFC3339), "commits_pruned", commitsPruned)
 	}
 	return nil
 }
@@ -566,9 +888,14 @@ func (b *Bolt) writeError(op string, err error) error {
 	return fmt.Errorf("cannot %s deployment log %s: %w%s", op, b.path, err, hint(err))
 }
 
+// isFull says whether err is a full disk, quota or size limit.
+func isFull(err error) bool {
+	return errors.Is(err, berrors.ErrMaxSizeReached) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
+
 func hint(err error) string {
 	switch {
-	case errors.Is(err, berrors.ErrMaxSizeReached), errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+	case isFull(err):
 		return " (the disk or the size limit is full; free space, the exporter retries)"
 	case errors.Is(err, syscall.EROFS), errors.Is(err, fs.ErrPermission):
 		return " (the file system or directory is not writable by this user; make --storage.path writable or point it elsewhere)"

@@ -233,6 +233,15 @@ func TestCodecRejectsDamage(t *testing.T) {
 		if err := d.decodeRecord(enc[:n], new(Record)); err == nil {
 			t.Errorf("a record cut to %d of %d bytes decoded without error", n, len(enc))
 		}
+		if err := d.check(enc[:n]); err == nil {
+			t.Errorf("a record cut to %d of %d bytes passed check", n, len(enc))
+		}
+	}
+	if err := d.check(enc); err != nil {
+		t.Errorf("check of a whole record: %v", err)
+	}
+	if v1 := appendRecordV1(nil, &r); !bytes.Equal(reencodeV1(v1), enc) {
+		t.Errorf("reencodeV1 = %x, want %x", reencodeV1(v1), enc)
 	}
 	if err := d.decodeRecord(append(bytes.Clone(enc), 0), new(Record)); err == nil {
 		t.Error("a record with a trailing byte decoded without error")
@@ -247,12 +256,25 @@ func TestCodecRejectsDamage(t *testing.T) {
 func FuzzDecodeRecord(f *testing.F) {
 	r := rec("a1", t0, "production")
 	f.Add(appendRecord(nil, &r))
+	f.Add(appendRecordV1(nil, &r))
 	f.Add([]byte{1})
+	f.Add([]byte{2, 0, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var d decoder
 		var got Record
-		if d.decodeRecord(data, &got) != nil {
+		err := d.decodeRecord(data, &got)
+		if cerr := d.check(data); (err == nil) != (cerr == nil) {
+			t.Fatalf("decodeRecord says %v, check says %v", err, cerr)
+		}
+		if err != nil {
 			return
+		}
+		if data[0] == recordEncodingV1 {
+			// The migration's re-encoding keeps the record (compared encoded: NaN equals itself).
+			var again Record
+			if err := d.decodeRecord(reencodeV1(data), &again); err != nil || !bytes.Equal(appendRecord(nil, &got), appendRecord(nil, &again)) {
+				t.Errorf("reencodeV1 changed the record: %+v, %v", again, err)
+			}
 		}
 		// Whatever decodes must survive a round trip unchanged. (Not byte for byte: a varint
 		// may be written in more bytes than needed and still decode.)
@@ -369,7 +391,7 @@ func assertCorrupt(t *testing.T, err error, dir string) {
 	}
 	path := filepath.Join(dir, DBFileName)
 	msg := err.Error()
-	for _, want := range []string{path, "mv " + path + " " + path + ".corrupt", "--history.backfill", "older than that window"} {
+	for _, want := range []string{path, "Restore the latest backup to " + path, "mv " + path + " " + path + ".corrupt", "--history.backfill", "older than that window"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("message %q does not contain %q", msg, want)
 		}
@@ -451,6 +473,78 @@ func TestCorruptStore(t *testing.T) {
 				t.Fatal(err)
 			}
 		},
+		"empty file": func(t *testing.T, path string) {
+			if err := os.WriteFile(path, nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"emptied": func(t *testing.T, path string) {
+			fillStore(t, filepath.Dir(path), 100)
+			if err := os.Truncate(path, 0); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"shorter than a page": func(t *testing.T, path string) {
+			fillStore(t, filepath.Dir(path), 100)
+			if err := os.Truncate(path, 4000); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"records bucket gone": func(t *testing.T, path string) {
+			fillStore(t, filepath.Dir(path), 100)
+			rawUpdate(t, path, func(tx *bolt.Tx) error { return tx.DeleteBucket(bucketRecords) })
+		},
+		"records and keys emptied": func(t *testing.T, path string) {
+			fillStore(t, filepath.Dir(path), 100)
+			rawUpdate(t, path, func(tx *bolt.Tx) error {
+				for _, name := range [][]byte{bucketRecords, bucketKeys} {
+					if err := tx.DeleteBucket(name); err != nil {
+						return err
+					}
+					if _, err := tx.CreateBucket(name); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		},
+		"key index emptied": func(t *testing.T, path string) {
+			fillStore(t, filepath.Dir(path), 100)
+			rawUpdate(t, path, func(tx *bolt.Tx) error {
+				if err := tx.DeleteBucket(bucketKeys); err != nil {
+					return err
+				}
+				_, err := tx.CreateBucket(bucketKeys)
+				return err
+			})
+		},
+		"watermarks emptied": func(t *testing.T, path string) {
+			b := openT(t, filepath.Dir(path))
+			mustAppend(t, b, Batch{Watermarks: map[string]Watermark{"acme": {FinishedFrom: t0, BackfillDone: true}}})
+			if err := b.Close(); err != nil {
+				t.Fatal(err)
+			}
+			rawUpdate(t, path, func(tx *bolt.Tx) error { return tx.Bucket(bucketWatermarks).Delete([]byte("acme")) })
+		},
+		"every bucket gone": func(t *testing.T, path string) {
+			fillStore(t, filepath.Dir(path), 100)
+			rawUpdate(t, path, func(tx *bolt.Tx) error {
+				for _, name := range allBuckets {
+					if err := tx.DeleteBucket(name); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		},
+		"counters gone": func(t *testing.T, path string) {
+			fillStore(t, filepath.Dir(path), 100)
+			rawUpdate(t, path, func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Delete(keyAppended) })
+		},
+		"damaged counter": func(t *testing.T, path string) {
+			fillStore(t, filepath.Dir(path), 100)
+			rawUpdate(t, path, func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyCompacted, []byte{1}) })
+		},
 		"newer store format": func(t *testing.T, path string) {
 			fillStore(t, filepath.Dir(path), 1)
 			db, err := bolt.Open(path, 0o600, nil)
@@ -483,6 +577,130 @@ func TestCorruptStore(t *testing.T) {
 				t.Error("OpenBolt changed the damaged file")
 			}
 		})
+	}
+}
+
+// rawUpdate changes a closed store with bbolt directly.
+func rawUpdate(t *testing.T, path string, fn func(*bolt.Tx) error) {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Update(fn); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestExpectedButEmptyMessages: the refusals of a log that lost its content say what is gone.
+func TestExpectedButEmptyMessages(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, DBFileName)
+	fillStore(t, dir, 100)
+	b := openT(t, dir)
+	if err := b.Compact(t0.Add(30*time.Minute), func(base []byte, _ []Record) ([]byte, error) { return append(base, 'x'), nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rawUpdate(t, path, func(tx *bolt.Tx) error {
+		if err := tx.DeleteBucket(bucketRecords); err != nil {
+			return err
+		}
+		_, err := tx.CreateBucket(bucketRecords)
+		return err
+	})
+	_, err := OpenBolt(dir, BoltOptions{Logger: log.NewNopLogger()})
+	assertCorrupt(t, err, dir)
+	// benchRecord i finishes at t0 + 37s·i: 49 of the 100 finished before the cutoff.
+	if want := "it holds no records, but 100 were stored and 49 of them compacted: 51 records are missing"; !strings.Contains(err.Error(), want) {
+		t.Errorf("error %q does not contain %q", err, want)
+	}
+	if err := os.Truncate(path, 0); err != nil {
+		t.Fatal(err)
+	}
+	_, err = OpenBolt(dir, BoltOptions{Logger: log.NewNopLogger()})
+	assertCorrupt(t, err, dir)
+	if want := "the file has 0 bytes"; !strings.Contains(err.Error(), want) {
+		t.Errorf("error %q does not contain %q", err, want)
+	}
+}
+
+// TestCompactedToEmptyIsNotDamage: a log whose every record was compacted holds no records,
+// and that is fine: the counters say so.
+func TestCompactedToEmptyIsNotDamage(t *testing.T) {
+	dir := t.TempDir()
+	b := openT(t, dir)
+	mustAppend(t, b, Batch{Records: []Record{rec("a1", t0, "production")}, Watermarks: map[string]Watermark{"acme": {FinishedFrom: t0}}})
+	if err := b.Compact(t0.Add(time.Hour), func([]byte, []Record) ([]byte, error) { return nil, nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b = openT(t, dir)
+	defer b.Close()
+	if st := mustLoad(t, b); st.Compacted != 1 || len(replayAll(t, b)) != 0 {
+		t.Errorf("after compacting everything: Compacted %d, want 1", st.Compacted)
+	}
+}
+
+// TestCreateIsComplete: a new log appears under its name only once it is complete, so no
+// crash leaves an empty deployments.db; a temporary file left by a crash during creation is
+// removed. A bbolt file that was never written to (an older version killed while creating
+// the log) is still taken as new.
+func TestCreateIsComplete(t *testing.T) {
+	dir := t.TempDir()
+	stale := filepath.Join(dir, DBFileName+".new-123")
+	if err := os.WriteFile(stale, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b := openT(t, dir)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	left, _ := filepath.Glob(filepath.Join(dir, DBFileName+".*"))
+	if len(left) != 0 {
+		t.Errorf("temporary files after creating the log: %v", left)
+	}
+	raw := readRaw(t, dir)
+	if raw.format != storeFormat {
+		t.Errorf("new log has format %d", raw.format)
+	}
+	db, err := bolt.Open(filepath.Join(dir, DBFileName), 0o600, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = db.View(func(tx *bolt.Tx) error {
+		for _, name := range allBuckets {
+			if tx.Bucket(name) == nil {
+				t.Errorf("new log has no %s bucket", name)
+			}
+		}
+		m := tx.Bucket(bucketMeta)
+		if n, ok := getUint(m, keyAppended); !ok || n != 0 || m.Get(keyAppended) == nil || m.Get(keyCompacted) == nil {
+			t.Errorf("new log's counters: appended %x, compacted %x", m.Get(keyAppended), m.Get(keyCompacted))
+		}
+		return nil
+	})
+	_ = db.Close()
+
+	// An older version's interrupted creation: bbolt initialised the file, no bucket yet.
+	dir = t.TempDir()
+	db, err = bolt.Open(filepath.Join(dir, DBFileName), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = db.Close()
+	b = openT(t, dir)
+	mustAppend(t, b, Batch{Records: []Record{rec("a1", t0, "production")}})
+	_ = b.Close()
+	b = openT(t, dir)
+	defer b.Close()
+	if n := len(replayAll(t, b)); n != 1 {
+		t.Errorf("%d records, want 1", n)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"math"
 	"strings"
 	"time"
@@ -15,16 +16,34 @@ import (
 // both). The first byte is the encoding version so that a later layout can be added beside this
 // one; fields follow in a fixed order:
 //
-//	version(1) key org pipeline component environment state build_id web_url commit version
+//	version key org pipeline component environment state build_id web_url commit version
 //	build_number(varint) created_at started_at finished_at lead_time(8) approval_wait(8)
+//	[crc32c(4), version 2 only]
 //
 // Strings are uvarint length + bytes; times are varint Unix seconds + uvarint nanoseconds, read
 // back in UTC (the zero time round-trips); floats are IEEE-754 bits, little endian.
-const recordEncodingV1 = 1
+//
+// Version 2, written for every record since store format 2, ends with the CRC-32C (Castagnoli)
+// of every byte before it, little endian: bbolt checksums only its meta pages, so without it a
+// changed byte inside a record (a state, a time) would be read back as a different deployment.
+// Version 1 (format-1 logs; the migration re-encodes them) has no checksum and is still read.
+const (
+	recordEncodingV1 = 1
+	recordEncodingV2 = 2
+)
 
-// appendRecord appends the encoding of r to dst.
+// castagnoli is the CRC-32C table; the polynomial has hardware support on amd64 and arm64.
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// appendRecord appends the encoding of r (version 2) to dst.
 func appendRecord(dst []byte, r *Record) []byte {
-	dst = append(dst, recordEncodingV1)
+	start := len(dst)
+	dst = appendRecordFields(append(dst, recordEncodingV2), r)
+	return binary.LittleEndian.AppendUint32(dst, crc32.Checksum(dst[start:], castagnoli))
+}
+
+// appendRecordFields appends the fields of r, the part versions 1 and 2 share.
+func appendRecordFields(dst []byte, r *Record) []byte {
 	for _, s := range [...]string{r.Key, r.Organization, r.Pipeline, r.Component, r.Environment,
 		r.State, r.BuildID, r.WebURL, r.Commit, r.Version} {
 		dst = binary.AppendUvarint(dst, uint64(len(s)))
@@ -135,15 +154,85 @@ func (d *decoder) float() float64 {
 	return v
 }
 
-// decodeRecord decodes data into r. It never panics, whatever data holds.
-func (d *decoder) decodeRecord(data []byte, r *Record) error {
+// errChecksum is the error of a version-2 record whose bytes do not match their checksum.
+var errChecksum = errors.New("checksum mismatch: the record's bytes changed after it was written")
+
+// begin checks data's version and checksum and sets d.buf to its fields.
+func (d *decoder) begin(data []byte) error {
 	if len(data) == 0 {
 		return errShortRecord
 	}
-	if data[0] != recordEncodingV1 {
-		return fmt.Errorf("unknown record encoding %d (this binary reads %d; was the log written by a newer version?)", data[0], recordEncodingV1)
+	switch data[0] {
+	case recordEncodingV1:
+		d.buf = data[1:]
+	case recordEncodingV2:
+		if len(data) < 1+4 {
+			return errShortRecord
+		}
+		body := data[:len(data)-4]
+		if sum := binary.LittleEndian.Uint32(data[len(body):]); sum != crc32.Checksum(body, castagnoli) {
+			return fmt.Errorf("%w (stored CRC-32C %08x, computed %08x)", errChecksum, sum, crc32.Checksum(body, castagnoli))
+		}
+		d.buf = body[1:]
+	default:
+		return fmt.Errorf("unknown record encoding %d (this binary reads %d and %d; was the log written by a newer version?)", data[0], recordEncodingV1, recordEncodingV2)
 	}
-	d.buf, d.err = data[1:], nil
+	d.err = nil
+	return nil
+}
+
+// finishedAt decodes only the finish time of an encoded record, without allocating.
+func (d *decoder) finishedAt(data []byte) (time.Time, error) {
+	if err := d.begin(data); err != nil {
+		return time.Time{}, err
+	}
+	for range 10 {
+		d.bytes()
+	}
+	d.varint()
+	d.time()
+	d.time()
+	t := d.time()
+	return t, d.err
+}
+
+// check validates an encoded record as decodeRecord does, without allocating.
+func (d *decoder) check(data []byte) error {
+	if err := d.begin(data); err != nil {
+		return err
+	}
+	for range 10 {
+		d.bytes()
+	}
+	if bn := d.varint(); d.err == nil && (bn < math.MinInt32 || bn > math.MaxInt32) {
+		return fmt.Errorf("build number %d out of range", bn)
+	}
+	for range 3 {
+		d.time()
+	}
+	d.float()
+	d.float()
+	if d.err != nil {
+		return d.err
+	}
+	if len(d.buf) != 0 {
+		return fmt.Errorf("%d unexpected bytes after the record", len(d.buf))
+	}
+	return nil
+}
+
+// reencodeV1 turns a record in encoding 1 into encoding 2: the same fields, then the checksum.
+func reencodeV1(v1 []byte) []byte {
+	v2 := make([]byte, 0, len(v1)+4)
+	v2 = append(append(v2, recordEncodingV2), v1[1:]...)
+	return binary.LittleEndian.AppendUint32(v2, crc32.Checksum(v2, castagnoli))
+}
+
+// decodeRecord decodes data (either version) into r. It never panics, whatever data holds.
+func (d *decoder) decodeRecord(data []byte, r *Record) error {
+	if err := d.begin(data); err != nil {
+		return err
+	}
 	var f [10][]byte // the strings, in encoding order
 	for i := range f {
 		f[i] = d.bytes()

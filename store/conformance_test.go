@@ -187,8 +187,9 @@ func testConformance(t *testing.T, open func(*testing.T) Log) {
 
 	t.Run("LoadReturnsCopies", func(t *testing.T) {
 		l := open(t)
-		mustAppend(t, l, Batch{Watermarks: map[string]Watermark{"acme": {FinishedFrom: t0}}, CommitsFirstSeen: map[string]time.Time{"k": t0}})
-		if err := l.Compact(t0.Add(time.Hour), func([]byte, []Record) ([]byte, error) { return []byte("base"), nil }); err != nil {
+		mustAppend(t, l, Batch{Records: []Record{rec("z9", t0.Add(-2*time.Hour), "production")},
+			Watermarks: map[string]Watermark{"acme": {FinishedFrom: t0}}, CommitsFirstSeen: map[string]time.Time{"k": t0}})
+		if err := l.Compact(t0.Add(-time.Hour), func([]byte, []Record) ([]byte, error) { return []byte("base"), nil }); err != nil {
 			t.Fatal(err)
 		}
 		st := mustLoad(t, l)
@@ -257,6 +258,93 @@ func testConformance(t *testing.T, open func(*testing.T) Log) {
 		}
 		if got := replayAll(t, l); len(got) != 0 {
 			t.Errorf("Replay after compacting everything = %v", got)
+		}
+	})
+
+	t.Run("CompactPrunes", func(t *testing.T) {
+		l := open(t)
+		cutoff := t0.Add(-time.Hour)
+		old, recent := rec("a3", t0.Add(-48*time.Hour), "production"), rec("b3", t0.Add(-30*time.Minute), "production")
+		oldFail := rec("c3", t0.Add(-47*time.Hour), "production")
+		oldFail.State, oldFail.Key = "failed", AttemptKey("c3", 0, "production")
+		kOld, kNew := CommitKey("svc", "old"), CommitKey("svc", "new")
+		mustAppend(t, l, Batch{
+			Records:          []Record{old, oldFail, recent},
+			Watermarks:       map[string]Watermark{"acme": {FinishedFrom: t0, BackfillDone: true}},
+			CommitsFirstSeen: map[string]time.Time{kOld: t0.Add(-50 * time.Hour), kNew: t0.Add(-40 * time.Minute)},
+		})
+		fold := func(base []byte, old []Record) ([]byte, error) { return fmt.Appendf(base, "+%d", len(old)), nil }
+		if err := l.Compact(cutoff, fold); err != nil {
+			t.Fatal(err)
+		}
+		st := mustLoad(t, l)
+		want := State{
+			Watermarks:       map[string]Watermark{"acme": {FinishedFrom: t0, BackfillDone: true}},
+			CommitsFirstSeen: map[string]time.Time{kNew: t0.Add(-40 * time.Minute)}, // kOld was first seen before the cutoff
+			Base:             []byte("+2"),
+			Compacted:        2,
+			PrunedBefore:     cutoff, // the watermark is more than MaxOverlap after it
+		}
+		if diff := cmp.Diff(want, st, cmpOpts); diff != "" {
+			t.Errorf("state after Compact (-want +got):\n%s", diff)
+		}
+		// The recent key stays.
+		if got := mustAppend(t, l, Batch{Records: []Record{recent}}); len(got) != 0 {
+			t.Errorf("re-appending a stored record returned %v", got)
+		}
+		// The old keys are gone: a record with one of them, finished after the horizon, is new.
+		moved := old
+		moved.FinishedAt = t0
+		// The old outcomes themselves, read again (a retried build's recovered failure, say),
+		// are ignored, not counted again: they finished before PrunedBefore.
+		if got := mustAppend(t, l, Batch{Records: []Record{old, oldFail, moved}}); !cmp.Equal(got, []Record{moved}) {
+			t.Errorf("Append of pruned outcomes and a record with a pruned key returned %v, want only the latter", keysOf(got))
+		}
+		if diff := cmp.Diff([]Record{recent, moved}, replayAll(t, l)); diff != "" {
+			t.Errorf("Replay (-want +got):\n%s", diff)
+		}
+		// Nothing counted changed: the base holds the two compacted outcomes, no more.
+		if st := mustLoad(t, l); string(st.Base) != "+2" || st.Compacted != 2 {
+			t.Errorf("after appending pruned outcomes: base %q, compacted %d", st.Base, st.Compacted)
+		}
+		// A later Compact with an earlier cutoff does not move PrunedBefore back.
+		if err := l.Compact(cutoff.Add(-24*time.Hour), fold); err != nil {
+			t.Fatal(err)
+		}
+		if got := mustLoad(t, l).PrunedBefore; !got.Equal(cutoff) {
+			t.Errorf("PrunedBefore = %v after an earlier cutoff, want %v", got, cutoff)
+		}
+	})
+
+	t.Run("CompactKeepsKeysAnOldWatermarkReReads", func(t *testing.T) {
+		l := open(t)
+		// acme was not polled for ten days (the exporter was down); globex has not finished
+		// its backfill, whose listing does not start at its watermark.
+		wm := t0.Add(-10 * 24 * time.Hour)
+		wms := map[string]Watermark{
+			"acme":   {FinishedFrom: wm, BackfillDone: true},
+			"globex": {FinishedFrom: t0.Add(-100 * 24 * time.Hour)},
+		}
+		inOverlap := rec("a4", wm.Add(-2*time.Minute), "production")         // the next poll re-reads it
+		beforeIt := rec("b4", wm.Add(-MaxOverlap-time.Second), "production") // it does not
+		mustAppend(t, l, Batch{Records: []Record{inOverlap, beforeIt}, Watermarks: wms})
+		if err := l.Compact(t0.Add(-time.Hour), func(base []byte, _ []Record) ([]byte, error) { return append(base, 'x'), nil }); err != nil {
+			t.Fatal(err)
+		}
+		st := mustLoad(t, l)
+		if want := wm.Add(-MaxOverlap); !st.PrunedBefore.Equal(want) || st.Compacted != 2 {
+			t.Errorf("PrunedBefore %v, Compacted %d; want %v (MaxOverlap before acme's watermark) and 2", st.PrunedBefore, st.Compacted, want)
+		}
+		// The poll resumes at acme's watermark less its overlap: what it re-reads is known,
+		// and what finished while nobody polled is new, although older than the cutoff.
+		during := rec("c4", wm.Add(time.Hour), "production")
+		if got := mustAppend(t, l, Batch{Records: []Record{inOverlap, during}}); !cmp.Equal(got, []Record{during}) {
+			t.Errorf("first poll after the outage returned %v, want only %s", keysOf(got), during.Key)
+		}
+		moved := beforeIt
+		moved.FinishedAt = t0
+		if got := mustAppend(t, l, Batch{Records: []Record{beforeIt, moved}}); !cmp.Equal(got, []Record{moved}) {
+			t.Errorf("Append returned %v, want only the record with the pruned key that finished after the horizon", keysOf(got))
 		}
 	})
 

@@ -31,6 +31,9 @@ func TestMain(m *testing.M) {
 }
 
 func runHelper(mode, dir string) int {
+	if at, ok := strings.CutPrefix(mode, "migrate-hang:"); ok {
+		return helperMigrateHang(dir, at)
+	}
 	switch mode {
 	case "hold":
 		return helperHold(dir)
@@ -38,8 +41,6 @@ func runHelper(mode, dir string) int {
 		return helperIngest(dir)
 	case "open":
 		return helperOpen(dir)
-	case "migrate-hang":
-		return helperMigrateHang(dir)
 	}
 	fmt.Fprintf(os.Stderr, "unknown %s=%q\n", helperEnv, mode)
 	return 2

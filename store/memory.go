@@ -8,12 +8,12 @@ import (
 )
 
 // Memory is a Log that keeps everything in memory: for tests and for running without a storage
-// path, where counters restart from zero.
+// path, where counters restart from zero. It prunes like Bolt, so both answer alike.
 type Memory struct {
 	mu      sync.Mutex
 	closed  bool
 	records []Record
-	keys    map[string]bool
+	keys    map[string]time.Time // Record.Key → FinishedAt
 	state   State
 }
 
@@ -22,7 +22,7 @@ var _ Log = (*Memory)(nil)
 // NewMemory returns an empty in-memory log.
 func NewMemory() *Memory {
 	return &Memory{
-		keys:  map[string]bool{},
+		keys:  map[string]time.Time{},
 		state: State{Watermarks: map[string]Watermark{}, CommitsFirstSeen: map[string]time.Time{}},
 	}
 }
@@ -36,10 +36,10 @@ func (m *Memory) Append(b Batch) ([]Record, error) {
 	}
 	var added []Record
 	for _, r := range b.Records {
-		if m.keys[r.Key] {
+		if _, ok := m.keys[r.Key]; ok || r.FinishedAt.Before(m.state.PrunedBefore) {
 			continue
 		}
-		m.keys[r.Key] = true
+		m.keys[r.Key] = r.FinishedAt
 		m.records = append(m.records, r)
 		added = append(added, r)
 	}
@@ -59,11 +59,11 @@ func (m *Memory) Load() (State, error) {
 	if m.closed {
 		return State{}, ErrClosed
 	}
-	return State{
-		Watermarks:       maps.Clone(m.state.Watermarks),
-		CommitsFirstSeen: maps.Clone(m.state.CommitsFirstSeen),
-		Base:             slices.Clone(m.state.Base),
-	}, nil
+	st := m.state
+	st.Watermarks = maps.Clone(m.state.Watermarks)
+	st.CommitsFirstSeen = maps.Clone(m.state.CommitsFirstSeen)
+	st.Base = slices.Clone(m.state.Base)
+	return st, nil
 }
 
 // Replay implements Log.
@@ -83,8 +83,7 @@ func (m *Memory) Replay(fn func(Record) error) error {
 	return nil
 }
 
-// Compact implements Log. Keys of compacted records are kept so that a re-read of an old build
-// is still recognised as stored.
+// Compact implements Log, pruning as Bolt does (see Log.Compact).
 func (m *Memory) Compact(cutoff time.Time, fold func(base []byte, old []Record) ([]byte, error)) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -99,15 +98,29 @@ func (m *Memory) Compact(cutoff time.Time, fold func(base []byte, old []Record) 
 			keep = append(keep, r)
 		}
 	}
-	if len(old) == 0 {
-		return nil
+	if len(old) > 0 {
+		base, err := fold(slices.Clone(m.state.Base), old)
+		if err != nil {
+			return err
+		}
+		m.state.Base = base
+		m.records = keep
+		m.state.Compacted += uint64(len(old))
 	}
-	base, err := fold(slices.Clone(m.state.Base), old)
-	if err != nil {
-		return err
+	h := pruneHorizon(cutoff, m.state.Watermarks)
+	for k, t := range m.keys {
+		if t.Unix() < h.Unix() { // whole seconds, as Bolt's index keeps them
+			delete(m.keys, k)
+		}
 	}
-	m.state.Base = base
-	m.records = keep
+	for k, t := range m.state.CommitsFirstSeen {
+		if t.Before(cutoff) {
+			delete(m.state.CommitsFirstSeen, k)
+		}
+	}
+	if h.After(m.state.PrunedBefore) && h.Unix() > 0 { // as Bolt, which stores it unsigned
+		m.state.PrunedBefore = h
+	}
 	return nil
 }
 

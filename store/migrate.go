@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -17,80 +18,331 @@ import (
 // stateFailed is Record.State of a failed outcome, the only one whose key format 2 changes.
 const stateFailed = "failed"
 
-// migrationStats are the counts the migration logs.
+// migrationStats are the counts the migration logs. They are kept with its progress, so a
+// migration resumed after a crash logs the counts of the whole.
 type migrationStats struct {
-	records int // records in the log
-	failed  int // of which failed
-	rekeyed int // failed records given an AttemptKey
-	// Failed records that keep their key: its AttemptKey is stored already (keyTaken), or the
+	Records int `json:"records"` // records in the log
+	Failed  int `json:"failed"`  // of which failed
+	Rekeyed int `json:"rekeyed"` // failed records given an AttemptKey
+	// Failed records that keep their key: its AttemptKey is stored already (KeyTaken), or the
 	// key is not the format-1 Key of the record's own fields, so the rule does not apply to it.
-	keyTaken, notFormat1 int
+	KeyTaken   int `json:"kept_key_taken"`
+	NotFormat1 int `json:"kept_not_format1"`
+	Reencoded  int `json:"reencoded"`         // records rewritten in encoding 2
+	Keys       int `json:"keys"`              // key index entries given their finish time
+	NoTime     int `json:"keys_without_time"` // of which compacted keys whose finish time cannot be told
 }
 
-// migrateFormat1 turns a format-1 log into format 2 (see README.md, "Format 2"): every failed
-// record keyed Key(build, finished_at, environment) is rekeyed AttemptKey(build, k, environment),
-// k being the number of outcomes of its (build, environment) that finished before it. It is one
-// write transaction: a crash or an error leaves the file at format 1, and the next start
-// migrates it again. hook, set by tests only, runs halfway through the rewrites; its error
-// aborts the migration.
-func (b *Bolt) migrateFormat1(hook func() error) error {
+// migration is the progress of a migration, kept in the meta bucket under keyMigration while it
+// runs. Every step is its own transaction and saves the progress with its changes, so a crash
+// or an error loses at most the step it interrupted, and the next start continues.
+type migration struct {
+	From        byte           `json:"from"`         // the format migrated from: 1, or 2 for a pre-release one
+	Through     uint64         `json:"through"`      // records up to this sequence are rewritten
+	RecordsDone bool           `json:"records_done"` // every record is
+	KeysAfter   []byte         `json:"keys_after"`   // key index entries up to this key have their finish time
+	KeysVisited int            `json:"keys_visited"` // how many entries that is
+	KeysDone    bool           `json:"keys_done"`    // every entry has
+	Stats       migrationStats `json:"stats"`
+}
+
+var (
+	keyMigration        = []byte("migration")      // meta: JSON migration, while one runs
+	bucketMigrationPlan = []byte("migration_plan") // sequence → new key of a failed record, while a migration runs
+)
+
+// Steps of a migration: records rewritten, or key index entries visited, per transaction.
+// Each transaction holds what it changes in memory until its commit; the steps keep that
+// small whatever the size of the log (see BenchmarkMigrate).
+const (
+	migrateRecordsStep = 20_000
+	migrateKeysStep    = 50_000
+)
+
+// migrate turns a format-1 log, or a format-2 log written by a pre-release version, into
+// format 2 (see README.md, "Format 2"), or continues a migration a crash or an error stopped.
+// The first step plans the new keys of format 1 (every failed record keyed Key(build,
+// finished_at, environment) is rekeyed AttemptKey(build, k, environment), k being the number
+// of outcomes of its (build, environment) that finished before it), stores the plan and marks
+// the file format 2 with the migration under way. The next steps rewrite the records in
+// sequence order, in record encoding 2 and with their new keys, then give every key index
+// entry its outcome's finish time; the last sets the counters and removes the plan.
+func (b *Bolt) migrate(from byte, opts BoltOptions) error {
 	start := time.Now()
-	var st migrationStats
-	err := b.db.Update(func(tx *bolt.Tx) error {
-		st = migrationStats{}
-		rewrites, err := b.planAttemptKeys(tx, &st)
-		if err != nil {
-			return err
+	recordsStep, keysStep := migrateRecordsStep, migrateKeysStep
+	if opts.migrateStep > 0 {
+		recordsStep, keysStep = opts.migrateStep, opts.migrateStep
+	}
+	var ms migration
+	resumed := false
+	err := b.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketMeta).Get(keyMigration)
+		if v == nil {
+			return nil
 		}
-		recs, keys := tx.Bucket(bucketRecords), tx.Bucket(bucketKeys)
-		recs.FillPercent = 1.0 // as in Append; the rewritten records only shrink
-		var d decoder
-		for i, rw := range rewrites {
-			if hook != nil && i == len(rewrites)/2 {
-				if err := hook(); err != nil {
+		resumed = true
+		if err := json.Unmarshal(v, &ms); err != nil || (ms.From != 1 && ms.From != 2) || tx.Bucket(bucketMigrationPlan) == nil {
+			return &CorruptError{Path: b.path, Err: fmt.Errorf("the state of its migration to store format 2 is damaged: %q", v)}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if resumed {
+		from = ms.From
+	} else {
+		err = b.db.Update(func(tx *bolt.Tx) error {
+			ms = migration{From: from}
+			var rewrites []rewrite
+			if from == 1 {
+				var err error
+				if rewrites, err = b.planAttemptKeys(tx, &ms.Stats); err != nil {
+					return err
+				}
+			} else {
+				ms.Stats.Records = tx.Bucket(bucketRecords).Stats().KeyN
+			}
+			plan, err := tx.CreateBucket(bucketMigrationPlan)
+			if err != nil {
+				return err
+			}
+			plan.FillPercent = 1.0 // in sequence order
+			for _, rw := range rewrites {
+				if err := plan.Put(binary.BigEndian.AppendUint64(nil, rw.seq), []byte(rw.key)); err != nil {
 					return err
 				}
 			}
-			newKey := []byte(rw.key)
-			if keys.Get(newKey) != nil {
-				// Another record holds it already (a key no collector writes for a format-1
-				// log, but bytes are bytes): this one keeps its key rather than losing dedup.
-				st.keyTaken++
-				continue
-			}
-			seq := binary.BigEndian.AppendUint64(nil, rw.seq)
-			var r Record
-			if err := d.decodeRecord(recs.Get(seq), &r); err != nil {
-				return &CorruptError{Path: b.path, Err: fmt.Errorf("record %x: %w", seq, err)}
-			}
-			oldKey := r.Key
-			r.Key = rw.key
-			if err := recs.Put(seq, appendRecord(nil, &r)); err != nil {
+			if err := tx.Bucket(bucketMeta).Put(keyFormat, []byte{2}); err != nil { // what this makes, whatever storeFormat is
 				return err
 			}
-			if err := keys.Delete([]byte(oldKey)); err != nil {
-				return err
-			}
-			if err := keys.Put(newKey, seq); err != nil {
-				return err
-			}
-			st.rekeyed++
+			return saveMigration(tx, &ms)
+		})
+		if err != nil {
+			return b.migrationError(err, from, false)
 		}
-		return tx.Bucket(bucketMeta).Put(keyFormat, []byte{2}) // what this step makes, whatever storeFormat is
-	})
+	}
+	for !ms.RecordsDone && err == nil {
+		err = b.db.Update(func(tx *bolt.Tx) error { return b.migrateRecords(tx, &ms, recordsStep, opts.migrateHook) })
+	}
+	for !ms.KeysDone && err == nil {
+		err = b.db.Update(func(tx *bolt.Tx) error { return b.migrateKeys(tx, &ms, keysStep, opts.migrateHook) })
+	}
+	if err == nil {
+		err = b.db.Update(func(tx *bolt.Tx) error { return finishMigration(tx, &ms) })
+	}
 	if err != nil {
-		if errors.As(err, new(*CorruptError)) {
+		// A failed step leaves ms ahead of the file; the next start reads it from the file.
+		return b.migrationError(err, from, true)
+	}
+	msg := "Migrated deployment log to store format 2: failed outcomes are now keyed by attempt, records are checksummed"
+	if from == 2 {
+		msg = "Upgraded deployment log written by a pre-release of store format 2: records are now checksummed"
+	}
+	st := ms.Stats
+	level.Info(b.logger).Log("msg", msg,
+		"path", b.path, "records", st.Records, "failed", st.Failed, "rekeyed", st.Rekeyed,
+		"kept_key_taken", st.KeyTaken, "kept_not_format1", st.NotFormat1,
+		"keys", st.Keys, "keys_without_time", st.NoTime, "resumed", resumed, "duration", time.Since(start))
+	return nil
+}
+
+func (b *Bolt) migrationError(err error, from byte, started bool) error {
+	if errors.As(err, new(*CorruptError)) {
+		return err
+	}
+	state := fmt.Sprintf("the file is unchanged, still format %d, and the next start migrates it", from)
+	if started {
+		state = "the migration keeps its progress in the file, now marked format 2, and the next start continues it; " +
+			"a format-1 binary refuses the file from now on, so to go back, restore the backup taken before the upgrade"
+	}
+	// Not hint(): its "the exporter retries" is about appends; this stops the start.
+	if isFull(err) {
+		state = "the migration needs free disk space of about a fifth of the file; " + state
+	}
+	return fmt.Errorf("cannot migrate deployment log %s to store format 2: %w (%s; see store/README.md)", b.path, err, state)
+}
+
+func saveMigration(tx *bolt.Tx, ms *migration) error {
+	v, err := json.Marshal(ms)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketMeta).Put(keyMigration, v)
+}
+
+type put struct{ k, v []byte }
+
+// migrateRecords rewrites up to n records after ms.Through in encoding 2, with the key the plan
+// gives them, and saves the progress.
+func (b *Bolt) migrateRecords(tx *bolt.Tx, ms *migration, n int, hook func(step string, done int) error) error {
+	recs, keys, plan := tx.Bucket(bucketRecords), tx.Bucket(bucketKeys), tx.Bucket(bucketMigrationPlan)
+	recs.FillPercent = 1.0 // as in Append
+	var (
+		d    decoder
+		r    Record
+		puts = make([]put, 0, min(n, 4096))
+		k, v []byte
+	)
+	c := recs.Cursor()
+	after := binary.BigEndian.AppendUint64(nil, ms.Through) // sequences start at 1
+	if k, v = c.Seek(after); bytes.Equal(k, after) {
+		k, v = c.Next()
+	}
+	// The cursor only reads; the records are written back once it is done with them.
+	last := ms.Through
+	for visited := 0; k != nil && visited < n; k, v = c.Next() {
+		visited++
+		if len(k) != 8 {
+			return &CorruptError{Path: b.path, Err: fmt.Errorf("record key %x is not a sequence number", k)}
+		}
+		last = binary.BigEndian.Uint64(k)
+		if hook != nil {
+			if err := hook("records", ms.Stats.Reencoded); err != nil {
+				return err
+			}
+		}
+		ms.Stats.Reencoded++
+		newKey := bytes.Clone(plan.Get(k)) // nil when the record keeps its key
+		if newKey == nil {
+			// Fields unchanged: checked, and given their checksum, without decoding.
+			if err := d.check(v); err != nil {
+				return b.recordError(k, err)
+			}
+			if v[0] == recordEncodingV1 {
+				puts = append(puts, put{bytes.Clone(k), reencodeV1(v)})
+			}
+			continue
+		}
+		if err := d.decodeRecord(v, &r); err != nil {
+			return b.recordError(k, err)
+		}
+		if keys.Get(newKey) != nil {
+			// Another record holds it already (a key no collector writes for a format-1 log,
+			// but bytes are bytes): this one keeps its key rather than losing dedup.
+			ms.Stats.KeyTaken++
+		} else {
+			if err := keys.Delete([]byte(r.Key)); err != nil {
+				return err
+			}
+			r.Key = string(newKey)
+			if err := keys.Put(newKey, keyValue(binary.BigEndian.Uint64(k), r.FinishedAt.Unix())); err != nil {
+				return err
+			}
+			ms.Stats.Rekeyed++
+			ms.Stats.Keys++
+		}
+		puts = append(puts, put{bytes.Clone(k), appendRecord(nil, &r)})
+	}
+	ms.RecordsDone = k == nil
+	for _, p := range puts {
+		if err := recs.Put(p.k, p.v); err != nil {
 			return err
 		}
-		// Not hint(): its "the exporter retries" is about appends; this stops the start.
-		return fmt.Errorf("cannot migrate deployment log %s to store format 2: %w (the file is unchanged, still format 1, "+
-			"and the next start migrates it again; the migration needs free disk space of about 60%% of the file, and heap "+
-			"of about 90%%, see store/README.md)", b.path, err)
 	}
-	level.Info(b.logger).Log("msg", "Migrated deployment log to store format 2: failed outcomes are now keyed by attempt",
-		"path", b.path, "records", st.records, "failed", st.failed, "rekeyed", st.rekeyed,
-		"kept_key_taken", st.keyTaken, "kept_not_format1", st.notFormat1, "duration", time.Since(start))
-	return nil
+	ms.Through = last
+	return saveMigration(tx, ms)
+}
+
+// migrateKeys gives up to n key index entries after ms.KeysAfter their outcome's finish time:
+// the stored record's, or, for a compacted record, the one in the key when it is a Key; a key
+// it cannot be read from is kept for ever. It saves the progress.
+func (b *Bolt) migrateKeys(tx *bolt.Tx, ms *migration, n int, hook func(step string, done int) error) error {
+	keys, recs := tx.Bucket(bucketKeys), tx.Bucket(bucketRecords)
+	var (
+		d       decoder
+		puts    []put
+		k, v    []byte
+		visited int
+		last    []byte
+	)
+	c := keys.Cursor()
+	if ms.KeysAfter == nil {
+		k, v = c.First()
+	} else if k, v = c.Seek(ms.KeysAfter); bytes.Equal(k, ms.KeysAfter) {
+		k, v = c.Next()
+	}
+	for ; k != nil && visited < n; k, v = c.Next() {
+		if hook != nil {
+			if err := hook("keys", ms.KeysVisited); err != nil {
+				return err
+			}
+		}
+		visited++
+		ms.KeysVisited++
+		last = k
+		switch len(v) {
+		case 16: // written by migrateRecords
+			continue
+		case 8:
+		default:
+			return &CorruptError{Path: b.path, Err: fmt.Errorf("key index entry %q: value %x is not a sequence number", k, v)}
+		}
+		finished := int64(unknownFinish)
+		if rv := recs.Get(v); rv != nil {
+			t, err := d.finishedAt(rv)
+			if err != nil {
+				return b.recordError(v, err)
+			}
+			finished = t.Unix()
+		} else if t, ok := keyTime(k); ok {
+			finished = t.Unix()
+		} else {
+			ms.Stats.NoTime++
+		}
+		puts = append(puts, put{bytes.Clone(k), keyValue(binary.BigEndian.Uint64(v), finished)})
+		ms.Stats.Keys++
+	}
+	ms.KeysDone = k == nil
+	if last != nil {
+		ms.KeysAfter = bytes.Clone(last) // before the puts: last points into the cursor's page
+	}
+	for _, p := range puts {
+		if err := keys.Put(p.k, p.v); err != nil {
+			return err
+		}
+	}
+	return saveMigration(tx, ms)
+}
+
+// finishMigration sets the counters from what the log holds, and removes the plan and the
+// progress: the log is format 2.
+func finishMigration(tx *bolt.Tx, ms *migration) error {
+	recs, meta := tx.Bucket(bucketRecords), tx.Bucket(bucketMeta)
+	stored := uint64(ms.Stats.Records)
+	appended := max(recs.Sequence(), stored) // one sequence per record ever stored
+	if err := putUint(meta, keyAppended, appended); err != nil {
+		return err
+	}
+	if err := putUint(meta, keyCompacted, appended-stored); err != nil {
+		return err
+	}
+	if k, _ := tx.Bucket(bucketWatermarks).Cursor().First(); k != nil {
+		if err := meta.Put(keyWatermarks, []byte{1}); err != nil {
+			return err
+		}
+	}
+	if err := tx.DeleteBucket(bucketMigrationPlan); err != nil {
+		return err
+	}
+	return meta.Delete(keyMigration)
+}
+
+// keyTime returns the finish time of k if k is exactly a Key (build@finished_at#environment).
+func keyTime(k []byte) (time.Time, bool) {
+	build, rest, ok := bytes.Cut(k, []byte("@"))
+	if !ok {
+		return time.Time{}, false
+	}
+	ts, env, ok := bytes.Cut(rest, []byte("#")) // a formatted time has no '#'
+	if !ok {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(time.RFC3339Nano, string(ts))
+	if err != nil || Key(string(build), t, string(env)) != string(k) {
+		return time.Time{}, false
+	}
+	return t, true
 }
 
 // rewrite gives the record at sequence seq the key key.
@@ -120,7 +372,7 @@ func (b *Bolt) planAttemptKeys(tx *bolt.Tx, st *migrationStats) ([]rewrite, erro
 		var r Record
 		return recs.ForEach(func(k, v []byte) error {
 			if err := d.decodeRecord(v, &r); err != nil {
-				return &CorruptError{Path: b.path, Err: fmt.Errorf("record %x: %w", k, err)}
+				return b.recordError(k, err)
 			}
 			if len(k) != 8 {
 				return &CorruptError{Path: b.path, Err: fmt.Errorf("record key %x is not a sequence number", k)}
@@ -135,13 +387,13 @@ func (b *Bolt) planAttemptKeys(tx *bolt.Tx, st *migrationStats) ([]rewrite, erro
 
 	pairs := map[pair][]outcome{}
 	if err := each(func(_ uint64, r *Record) {
-		st.records++
+		st.Records++
 		if r.State != stateFailed {
 			return
 		}
-		st.failed++
+		st.Failed++
 		if !isFormat1Failure(r) {
-			st.notFormat1++
+			st.NotFormat1++
 			return
 		}
 		// Cloned: the decoded id shares one allocation with the record's other strings.

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -72,10 +73,12 @@ func copyFixture(t *testing.T) string {
 
 // rawLog is a store's content read with bbolt directly, without OpenBolt (which migrates).
 type rawLog struct {
-	format  byte
-	records map[uint64]Record
-	seqs    []uint64 // of records, in key order
-	keys    map[string]uint64
+	format    byte
+	records   map[uint64]Record
+	seqs      []uint64 // of records, in key order
+	encodings map[byte]int
+	keys      map[string]uint64
+	finish    map[string]int64 // of keys whose index entry has a finish time (format 2)
 }
 
 func readRaw(t *testing.T, dir string) rawLog {
@@ -85,7 +88,7 @@ func readRaw(t *testing.T, dir string) rawLog {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	raw := rawLog{records: map[uint64]Record{}, keys: map[string]uint64{}}
+	raw := rawLog{records: map[uint64]Record{}, encodings: map[byte]int{}, keys: map[string]uint64{}, finish: map[string]int64{}}
 	err = db.View(func(tx *bolt.Tx) error {
 		if f := tx.Bucket(bucketMeta).Get(keyFormat); len(f) == 1 {
 			raw.format = f[0]
@@ -99,12 +102,16 @@ func readRaw(t *testing.T, dir string) rawLog {
 			seq := binary.BigEndian.Uint64(k)
 			raw.records[seq] = r
 			raw.seqs = append(raw.seqs, seq)
+			raw.encodings[v[0]]++
 			return nil
 		}); err != nil {
 			return err
 		}
 		return tx.Bucket(bucketKeys).ForEach(func(k, v []byte) error {
 			raw.keys[string(k)] = binary.BigEndian.Uint64(v)
+			if seq, fin, ok := parseKeyValue(v); ok {
+				raw.keys[string(k)], raw.finish[string(k)] = seq, fin
+			}
 			return nil
 		})
 	})
@@ -114,9 +121,7 @@ func readRaw(t *testing.T, dir string) rawLog {
 	return raw
 }
 
-// setFormat overwrites the format marker. Formats 1 and 2 share the layout; only the keys of
-// failures differ, so a store written by this code with format-1 keys and marked 1 is a
-// format-1 log.
+// setFormat overwrites the format marker.
 func setFormat(t testing.TB, dir string, f byte) {
 	t.Helper()
 	db, err := bolt.Open(filepath.Join(dir, DBFileName), 0o600, nil)
@@ -139,12 +144,21 @@ func openLogged(t *testing.T, dir string, opts BoltOptions) (*Bolt, *bytes.Buffe
 }
 
 // migratedFixture is the fixture as the migration must leave it: every record and key of
-// before, the keys of fixtureMigratedKeys replaced.
+// before, the keys of fixtureMigratedKeys replaced, every record in encoding 2, and every key
+// with its outcome's finish time (a stored record's, or the one in a compacted record's key).
 func migratedFixture(t *testing.T, before rawLog) rawLog {
 	t.Helper()
-	want := rawLog{format: 2, records: map[uint64]Record{}, seqs: before.seqs, keys: map[string]uint64{}}
+	want := rawLog{format: 2, records: map[uint64]Record{}, seqs: before.seqs, keys: map[string]uint64{},
+		encodings: map[byte]int{recordEncodingV2: len(before.records)}, finish: map[string]int64{}}
 	for k, seq := range before.keys {
 		want.keys[k] = seq
+		if _, stored := before.records[seq]; !stored {
+			at, ok := keyTime([]byte(k))
+			if !ok {
+				t.Fatalf("fixture key %q of a compacted record is not a Key", k)
+			}
+			want.finish[k] = at.Unix()
+		}
 	}
 	for seq, r := range before.records {
 		if nk, ok := fixtureMigratedKeys[seq]; ok {
@@ -156,6 +170,7 @@ func migratedFixture(t *testing.T, before rawLog) rawLog {
 			r.Key = nk
 		}
 		want.records[seq] = r
+		want.finish[r.Key] = r.FinishedAt.Unix()
 	}
 	return want
 }
@@ -165,8 +180,9 @@ func migratedFixture(t *testing.T, before rawLog) rawLog {
 func TestMigrateFormat1Fixture(t *testing.T) {
 	dir := copyFixture(t)
 	before := readRaw(t, dir)
-	if before.format != 1 || len(before.records) != 13 || len(before.keys) != 16 {
-		t.Fatalf("fixture: format %d, %d records, %d keys; want format 1, 13 records, 16 keys", before.format, len(before.records), len(before.keys))
+	if before.format != 1 || len(before.records) != 13 || len(before.keys) != 16 || before.encodings[recordEncodingV1] != 13 || len(before.finish) != 0 {
+		t.Fatalf("fixture: format %d, %d records (encodings %v), %d keys (%d with a time); want format 1, 13 records in encoding 1, 16 keys without",
+			before.format, len(before.records), before.encodings, len(before.keys), len(before.finish))
 	}
 	wantState := State{
 		Watermarks: map[string]Watermark{"acme": {
@@ -178,7 +194,8 @@ func TestMigrateFormat1Fixture(t *testing.T) {
 			CommitKey("api", "3f2a9c1d8e7b6a5f4e3d2c1b0a9f8e7d6c5b4a31"): time.Date(2026, 2, 27, 9, 0, 0, 0, time.UTC),
 			CommitKey("web", "3f2a9c1d8e7b6a5f4e3d2c1b0a9f8e7d6c5b4a35"): time.Date(2026, 3, 1, 11, 40, 0, 0, time.UTC),
 		},
-		Base: []byte("fixture base: 3 compacted records"),
+		Base:      []byte("fixture base: 3 compacted records"),
+		Compacted: 3, // sequences 1-3
 	}
 
 	b, logged, err := openLogged(t, dir, BoltOptions{})
@@ -186,7 +203,8 @@ func TestMigrateFormat1Fixture(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	for _, want := range []string{"level=info", "Migrated deployment log to store format 2", "records=13 failed=7 rekeyed=7 kept_key_taken=0 kept_not_format1=0"} {
+	for _, want := range []string{"level=info", "Migrated deployment log to store format 2", "records are checksummed",
+		"records=13 failed=7 rekeyed=7 kept_key_taken=0 kept_not_format1=0 keys=16 keys_without_time=0"} {
 		if !strings.Contains(logged.String(), want) {
 			t.Errorf("log %q does not contain %q", logged, want)
 		}
@@ -231,6 +249,14 @@ func TestMigrateFormat1Fixture(t *testing.T) {
 	if after.format != 2 {
 		t.Errorf("format after the migration = %d, want 2", after.format)
 	}
+	if after.encodings[recordEncodingV2] != len(after.records) {
+		t.Errorf("record encodings after the migration %v, want all %d in encoding 2", after.encodings, len(after.records))
+	}
+	if diff := gocmp.Diff(want.finish, after.finish, gocmp.FilterPath(func(p gocmp.Path) bool {
+		return strings.HasSuffix(p.GoString(), `[`+strconv.Quote(third.Key)+`]`) || strings.HasSuffix(p.GoString(), `[`+strconv.Quote(old.Key)+`]`)
+	}, gocmp.Ignore())); diff != "" {
+		t.Errorf("finish times in the key index (-want +got):\n%s", diff)
+	}
 	// The index after the appends above: the migrated keys plus the two new records'.
 	wantKeys := want.keys
 	wantKeys[third.Key], wantKeys[old.Key] = 17, 18
@@ -258,7 +284,7 @@ func TestMigrateTwiceChangesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, logged, err := openLogged(t, dir, BoltOptions{migrateHook: func() error {
+	b, logged, err := openLogged(t, dir, BoltOptions{migrateHook: func(string, int) error {
 		t.Error("the migration ran again")
 		return nil
 	}})
@@ -276,51 +302,76 @@ func TestMigrateTwiceChangesNothing(t *testing.T) {
 	}
 }
 
-// TestMigrateAbortLeavesFormat1: an error inside the migration's transaction leaves the file
-// as it was; the next open migrates it.
-func TestMigrateAbortLeavesFormat1(t *testing.T) {
-	dir := copyFixture(t)
-	before := readRaw(t, dir)
-	boom := errors.New("injected fault")
-	called := false
-	_, err := OpenBolt(dir, BoltOptions{Logger: log.NewNopLogger(), migrateHook: func() error { called = true; return boom }})
-	if !called {
-		t.Fatal("the migration hook never ran: the fixture has nothing to migrate?")
-	}
-	if !errors.Is(err, boom) || !strings.Contains(err.Error(), "still format 1") || !strings.Contains(err.Error(), DBFileName) {
-		t.Fatalf("OpenBolt with a failing migration = %v, want the fault, the file and that it is still format 1", err)
-	}
-	if diff := gocmp.Diff(before, readRaw(t, dir), gocmp.AllowUnexported(rawLog{})); diff != "" {
-		t.Fatalf("an aborted migration changed the store (-before +after):\n%s", diff)
-	}
-	b := openT(t, dir)
-	if err := b.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if diff := gocmp.Diff(migratedFixture(t, before), readRaw(t, dir), gocmp.AllowUnexported(rawLog{})); diff != "" {
-		t.Errorf("migration after the aborted one (-want +got):\n%s", diff)
+// TestMigrateAbortResumes: an error in a step of the migration (disk full, say) stops the
+// start and loses that step only; the next open continues where the last committed step
+// ended, and the result, counts in the log line included, is that of one uninterrupted run.
+func TestMigrateAbortResumes(t *testing.T) {
+	for _, at := range []struct {
+		step string
+		done int
+	}{{"records", 0}, {"records", 6}, {"keys", 0}, {"keys", 9}} {
+		t.Run(fmt.Sprintf("%s=%d", at.step, at.done), func(t *testing.T) {
+			dir := copyFixture(t)
+			before := readRaw(t, dir)
+			boom := errors.New("injected fault")
+			called := false
+			_, err := OpenBolt(dir, BoltOptions{Logger: log.NewNopLogger(), migrateStep: 4, migrateHook: func(step string, done int) error {
+				if step == at.step && done == at.done {
+					called = true
+					return boom
+				}
+				return nil
+			}})
+			if !called {
+				t.Fatal("the migration hook never failed: the fixture has nothing to migrate?")
+			}
+			if !errors.Is(err, boom) || !strings.Contains(err.Error(), "the next start continues it") || !strings.Contains(err.Error(), DBFileName) {
+				t.Fatalf("OpenBolt with a failing migration = %v, want the fault, the file and that the next start continues", err)
+			}
+			if raw := readRaw(t, dir); raw.format != 2 || len(raw.records) != len(before.records) {
+				t.Fatalf("after the failed step: format %d, %d records", raw.format, len(raw.records))
+			}
+			b, logged, err := openLogged(t, dir, BoltOptions{migrateStep: 4})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := b.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if want := "records=13 failed=7 rekeyed=7 kept_key_taken=0 kept_not_format1=0 keys=16 keys_without_time=0 resumed=true"; !strings.Contains(logged.String(), want) {
+				t.Errorf("log %q does not contain %q", logged, want)
+			}
+			if diff := gocmp.Diff(migratedFixture(t, before), readRaw(t, dir), gocmp.AllowUnexported(rawLog{})); diff != "" {
+				t.Errorf("migration after the aborted one (-want +got):\n%s", diff)
+			}
+		})
 	}
 }
 
-// TestMigrateKilled kills a process in the middle of the migration (half the records
-// rewritten, not committed): the file stays a format-1 log, and the next open migrates it.
+// TestMigrateKilled kills a process in the middle of a step of the migration, in either
+// pass: the steps it committed stay, the one it was in is lost, and the next open continues
+// and ends where an uninterrupted migration would.
 func TestMigrateKilled(t *testing.T) {
-	dir := copyFixture(t)
-	before := readRaw(t, dir)
-	cmd := helperCmd(t, "", "migrate-hang", dir)
-	out := startHelper(t, cmd)
-	waitLine(t, out, "migrating")
-	_ = cmd.Process.Signal(syscall.SIGKILL)
-	_ = cmd.Wait()
-	if diff := gocmp.Diff(before, readRaw(t, dir), gocmp.AllowUnexported(rawLog{})); diff != "" {
-		t.Fatalf("a migration killed midway changed the store (-before +after):\n%s", diff)
-	}
-	b := openT(t, dir)
-	if err := b.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if diff := gocmp.Diff(migratedFixture(t, before), readRaw(t, dir), gocmp.AllowUnexported(rawLog{})); diff != "" {
-		t.Errorf("migration after the killed one (-want +got):\n%s", diff)
+	for _, at := range []string{"records:2", "records:6", "keys:9"} {
+		t.Run(at, func(t *testing.T) {
+			dir := copyFixture(t)
+			before := readRaw(t, dir)
+			cmd := helperCmd(t, "", "migrate-hang:"+at, dir)
+			out := startHelper(t, cmd)
+			waitLine(t, out, "migrating")
+			_ = cmd.Process.Signal(syscall.SIGKILL)
+			_ = cmd.Wait()
+			if raw := readRaw(t, dir); raw.format != 2 || len(raw.records) != len(before.records) {
+				t.Fatalf("after the kill: format %d, %d records", raw.format, len(raw.records))
+			}
+			b := openT(t, dir)
+			if err := b.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if diff := gocmp.Diff(migratedFixture(t, before), readRaw(t, dir), gocmp.AllowUnexported(rawLog{})); diff != "" {
+				t.Errorf("migration after the killed one (-want +got):\n%s", diff)
+			}
+		})
 	}
 }
 
@@ -339,19 +390,16 @@ func TestMigrateKeepsKeysItCannotUse(t *testing.T) {
 	odd := failed("y1", t0, "production")
 	odd.Key = "y1@manual#production"
 	moved := failed("w1", t0, "production")
-	b := openT(t, dir)
-	mustAppend(t, b, Batch{Records: []Record{taken, squatter, odd, moved}})
-	if err := b.Close(); err != nil {
-		t.Fatal(err)
-	}
-	setFormat(t, dir, 1)
+	f1 := newFormat1Log(t, dir)
+	f1.append([]Record{taken, squatter, odd, moved}, nil)
+	f1.close()
 
 	b, logged, err := openLogged(t, dir, BoltOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	if want := "records=4 failed=3 rekeyed=1 kept_key_taken=1 kept_not_format1=1"; !strings.Contains(logged.String(), want) {
+	if want := "records=4 failed=3 rekeyed=1 kept_key_taken=1 kept_not_format1=1 keys=4 keys_without_time=0"; !strings.Contains(logged.String(), want) {
 		t.Errorf("log %q does not contain %q", logged, want)
 	}
 	moved.Key = AttemptKey("w1", 0, "production")
@@ -388,20 +436,13 @@ func TestMigrateMatchesModel(t *testing.T) {
 			}
 		}
 		rng.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
-		b := openT(t, dir)
+		f1 := newFormat1Log(t, dir)
 		for i := 0; i < len(all); i += 7 {
-			if added := mustAppend(t, b, Batch{Records: all[i:min(len(all), i+7)]}); len(added) != min(7, len(all)-i) {
-				t.Fatalf("round %d: setup appended %d", round, len(added))
-			}
+			f1.append(all[i:min(len(all), i+7)], nil)
 		}
 		cutoff := t0.Add(time.Duration(rng.IntN(60)) * time.Hour)
-		if err := b.Compact(cutoff, func(base []byte, _ []Record) ([]byte, error) { return base, nil }); err != nil {
-			t.Fatal(err)
-		}
-		if err := b.Close(); err != nil {
-			t.Fatal(err)
-		}
-		setFormat(t, dir, 1)
+		f1.compact(cutoff, nil)
+		f1.close()
 
 		var want []Record
 		for i, r := range all {
@@ -420,7 +461,24 @@ func TestMigrateMatchesModel(t *testing.T) {
 			}
 			want = append(want, r)
 		}
-		b = openT(t, dir)
+		// In steps of a random size, one of which fails at a random point; the next open
+		// continues the migration.
+		opts := BoltOptions{Logger: log.NewNopLogger(), migrateStep: 1 + rng.IntN(20)}
+		failStep, failAt := []string{"records", "keys"}[rng.IntN(2)], rng.IntN(len(all))
+		failOpts := opts
+		failOpts.migrateHook = func(step string, done int) error {
+			if step == failStep && done == failAt {
+				return errors.New("injected fault")
+			}
+			return nil
+		}
+		if b, err := OpenBolt(dir, failOpts); err == nil {
+			_ = b.Close() // failAt was past the end of that pass
+		}
+		b, err := OpenBolt(dir, opts)
+		if err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
 		if diff := gocmp.Diff(want, replayAll(t, b)); diff != "" {
 			t.Fatalf("round %d: Replay after the migration (-want +got):\n%s", round, diff)
 		}
@@ -443,17 +501,123 @@ func TestMigrateMatchesModel(t *testing.T) {
 		if n := len(raw.keys); n != len(all) {
 			t.Fatalf("round %d: %d keys, want %d (one per outcome ever stored)", round, n, len(all))
 		}
+		// Every key has its outcome's finish time: a stored record's, or the one its
+		// format-1 key holds.
+		for k, seq := range raw.keys {
+			want, stored := raw.records[seq]
+			at := want.FinishedAt
+			if !stored {
+				var ok bool
+				if at, ok = keyTime([]byte(k)); !ok {
+					t.Fatalf("round %d: compacted key %q is not a Key", round, k)
+				}
+			}
+			if got, ok := raw.finish[k]; !ok || got != at.Unix() {
+				t.Fatalf("round %d: key %q has finish time %d (%v), want %d", round, k, got, ok, at.Unix())
+			}
+		}
 	}
 }
 
-// helperMigrateHang opens a format-1 store and blocks halfway through the migration, inside
-// its transaction, until killed.
-func helperMigrateHang(dir string) int {
-	_, err := OpenBolt(dir, BoltOptions{Logger: log.NewNopLogger(), migrateHook: func() error {
+// helperMigrateHang opens a format-1 store with migration steps of 4 and blocks inside the
+// step of at ("records:6": before rewriting the seventh record) until killed.
+func helperMigrateHang(dir, at string) int {
+	_, err := OpenBolt(dir, BoltOptions{Logger: log.NewNopLogger(), migrateStep: 4, migrateHook: func(step string, done int) error {
+		if fmt.Sprintf("%s:%d", step, done) != at {
+			return nil
+		}
 		fmt.Println("migrating")
 		time.Sleep(time.Minute) // a sleeping goroutine, not select{}: that would be a deadlock panic
 		return errors.New("not killed within a minute")
 	}})
 	fmt.Println("error: the migration was not killed:", err)
 	return 1
+}
+
+// TestMigrateCountsAndUnknownTimes: the migration sets the counters from what the log holds
+// (appended: the records' sequence; compacted: those no longer stored), marks that
+// watermarks were stored, and gives a compacted key it cannot read a time from a finish time
+// that no compaction prunes.
+func TestMigrateCountsAndUnknownTimes(t *testing.T) {
+	dir := t.TempDir()
+	odd := rec("q1", t0.Add(-48*time.Hour), "production")
+	odd.Key = "q1-imported-by-hand"
+	old, kept := rec("r1", t0.Add(-47*time.Hour), "production"), rec("s1", t0, "production")
+	f1 := newFormat1Log(t, dir)
+	f1.append([]Record{odd, old, kept}, map[string]Watermark{"acme": {FinishedFrom: t0.Add(time.Hour), BackfillDone: true}})
+	f1.compact(t0.Add(-time.Hour), []byte("base"))
+	f1.close()
+
+	b, logged, err := openLogged(t, dir, BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "records=1 failed=0 rekeyed=0 kept_key_taken=0 kept_not_format1=0 keys=3 keys_without_time=1"; !strings.Contains(logged.String(), want) {
+		t.Errorf("log %q does not contain %q", logged, want)
+	}
+	if st := mustLoad(t, b); st.Compacted != 2 || !st.PrunedBefore.IsZero() {
+		t.Errorf("after the migration: Compacted %d, PrunedBefore %v; want 2 and none", st.Compacted, st.PrunedBefore)
+	}
+	if err := b.Compact(t0.AddDate(1, 0, 0), func(base []byte, _ []Record) ([]byte, error) { return base, nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	raw := readRaw(t, dir)
+	// kept's key stays too: acme's next poll re-reads from its watermark less the overlap.
+	if diff := gocmp.Diff(map[string]uint64{odd.Key: 1, kept.Key: 3}, raw.keys); diff != "" {
+		t.Errorf("keys after compacting everything (-want +got):\n%s", diff)
+	}
+	if raw.finish[odd.Key] != unknownFinish {
+		t.Errorf("finish time of a key without one: %d", raw.finish[odd.Key])
+	}
+	// Watermarks were stored: emptying them is now refused as damage.
+	rawUpdate(t, filepath.Join(dir, DBFileName), func(tx *bolt.Tx) error { return tx.Bucket(bucketWatermarks).Delete([]byte("acme")) })
+	_, err = OpenBolt(dir, BoltOptions{Logger: log.NewNopLogger()})
+	assertCorrupt(t, err, dir)
+}
+
+// TestUpgradePreReleaseFormat2: a format-2 log written before format 2 had checksums, key
+// finish times and counters (its failures already keyed by attempt) is completed when opened:
+// nothing is rekeyed, everything is re-encoded, and a second open changes nothing.
+func TestUpgradePreReleaseFormat2(t *testing.T) {
+	dir := t.TempDir()
+	failed := rec("f1", t0, "production")
+	failed.State = stateFailed
+	byTime := failed // a failure whose jobs could not be read: keyed by finish time
+	byTime.BuildID, byTime.Key = "g1", Key("g1", t0, "production")
+	failed.Key = AttemptKey("f1", 0, "production")
+	f1 := newFormat1Log(t, dir)
+	f1.append([]Record{failed, byTime, rec("p1", t0, "production")}, nil)
+	f1.close()
+	setFormat(t, dir, 2)
+
+	b, logged, err := openLogged(t, dir, BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"pre-release of store format 2", "records=3 failed=0 rekeyed=0", "keys=3 keys_without_time=0"} {
+		if !strings.Contains(logged.String(), want) {
+			t.Errorf("log %q does not contain %q", logged, want)
+		}
+	}
+	if diff := gocmp.Diff([]Record{failed, byTime, rec("p1", t0, "production")}, replayAll(t, b)); diff != "" {
+		t.Errorf("Replay (-want +got):\n%s", diff)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	raw := readRaw(t, dir)
+	if raw.encodings[recordEncodingV2] != 3 || len(raw.finish) != 3 {
+		t.Errorf("after the upgrade: encodings %v, %d keys with a finish time", raw.encodings, len(raw.finish))
+	}
+	b, logged, err = openLogged(t, dir, BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = b.Close()
+	if strings.Contains(logged.String(), "pre-release") {
+		t.Errorf("second open upgraded again: %s", logged)
+	}
 }

@@ -85,23 +85,72 @@ type State struct {
 	CommitsFirstSeen map[string]time.Time
 	// Base is the opaque summary of compacted records (see Log.Compact); nil when none.
 	Base []byte
+	// Compacted is how many records were ever folded into Base; 0 means nothing was ever
+	// compacted, so the records alone are the whole history (and can be aggregated again from
+	// scratch, with other histogram buckets for instance).
+	Compacted uint64
+	// PrunedBefore: the keys of outcomes that finished before it were pruned by Compact, and
+	// Append ignores a record that finished before it and whose key is not stored (see
+	// Log.Compact). Zero when nothing was pruned.
+	PrunedBefore time.Time
 }
+
+// MaxOverlap is the most a caller may re-read before a watermark: Compact keeps the keys of
+// outcomes that finished less than MaxOverlap before the earliest watermark of an organization
+// whose backfill is done, whatever the cutoff (the collector re-reads 2 minutes).
+const MaxOverlap = time.Hour
 
 // Log is the deployment log.
 type Log interface {
 	// Append stores the batch atomically and durably, records before watermarks, and returns
-	// the records that were new (not already stored by key), in the batch's order.
+	// the records that were new (not already stored by key), in the batch's order. A record
+	// that finished before State.PrunedBefore and whose key is not stored is ignored: it cannot
+	// be told from one that was stored, compacted and pruned.
 	Append(b Batch) ([]Record, error)
-	// Load returns the watermarks, commits and compacted base.
+	// Load returns the watermarks, commits, compacted base and counts.
 	Load() (State, error)
 	// Replay calls fn for every stored record in the order they were appended.
 	Replay(fn func(Record) error) error
 	// Compact folds the records that finished before cutoff into the base summary: fold gets the
 	// current base and those records in append order and returns the new base; the store then
-	// replaces the base and deletes the records in one transaction.
+	// replaces the base and deletes the records in one transaction. fold is not called when no
+	// record finished before cutoff.
+	//
+	// In the same transaction it prunes what would otherwise grow for ever: the first-seen
+	// times of commits first seen before cutoff, and the keys of outcomes that finished before
+	// the prune horizon, which is cutoff or, when earlier, MaxOverlap before the earliest
+	// watermark of an organization whose backfill is done. The horizon becomes
+	// State.PrunedBefore.
+	//
+	// Invariant: no outcome is counted twice after its key is pruned. Two rules make it hold.
+	// A listing never returns an outcome that finished before the horizon: the collector lists
+	// from a watermark less its overlap (at most MaxOverlap; the horizon stays MaxOverlap
+	// before the earliest watermark, so a store not polled for longer than the retention keeps
+	// the keys its next poll re-reads), or backfills from now − backfill, which is after any
+	// earlier cutoff now − retention because the collector refuses a retention shorter than
+	// the backfill. And an outcome a listing can return with an old finish time, a failure
+	// recovered from the jobs of a build retried long after it failed, is ignored by Append
+	// (see there). The cost: an outcome that finished before the horizon and was never stored
+	// is not counted either (a pipeline annotated after a longer --history.backfill replaced a
+	// shorter --storage.retention).
 	Compact(cutoff time.Time, fold func(base []byte, old []Record) ([]byte, error)) error
 	Close() error
 }
 
 // ErrClosed is returned by a closed Log.
 var ErrClosed = errors.New("store is closed")
+
+// pruneHorizon is the time before which Compact prunes keys: cutoff, or MaxOverlap before the
+// earliest watermark the next poll re-reads from, whichever is earlier; truncated to the
+// second, the precision the key index keeps finish times in.
+func pruneHorizon(cutoff time.Time, wms map[string]Watermark) time.Time {
+	h := cutoff
+	for _, wm := range wms {
+		if wm.BackfillDone && !wm.FinishedFrom.IsZero() {
+			if t := wm.FinishedFrom.Add(-MaxOverlap); t.Before(h) {
+				h = t
+			}
+		}
+	}
+	return time.Unix(h.Unix(), 0).UTC()
+}
