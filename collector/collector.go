@@ -282,7 +282,19 @@ func (c *Collector) compact() {
 		level.Error(c.logger).Log("msg", "Compacting the deployment log failed; retrying in a day", "cutoff", cutoff, "err", err)
 		return
 	}
-	level.Debug(c.logger).Log("msg", "Compacted the deployment log", "cutoff", cutoff)
+	// The store pruned the first-seen times older than the cutoff; so does the copy in memory,
+	// which would otherwise grow for ever. A lead time counted from a commit first seen longer
+	// ago than the retention is not counted from that first build any more.
+	c.mu.Lock()
+	pruned := 0
+	for k, t := range c.commits {
+		if t.Before(cutoff) {
+			delete(c.commits, k)
+			pruned++
+		}
+	}
+	c.mu.Unlock()
+	level.Debug(c.logger).Log("msg", "Compacted the deployment log", "cutoff", cutoff, "commits_pruned", pruned)
 }
 
 // pollAll runs one cycle for every organization the catalog names, concurrently: a slow or

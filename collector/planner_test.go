@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/buildkite"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/store"
 )
 
 // The planner is tested without a client: what a listing read is reported to it, and its
@@ -123,5 +124,14 @@ func TestPlannerTails(t *testing.T) {
 	e := p.est[queryFinished]
 	if e.orgTail != 7 || e.pipeTail["a"] != 4 {
 		t.Errorf("tails: org %v (want 7), a %v (want 4)", e.orgTail, e.pipeTail["a"])
+	}
+}
+
+// TestOverlapWithinThePruneGuard: the store keeps the dedup keys of outcomes that finished up
+// to store.MaxOverlap before the earliest watermark; a longer overlap would re-read outcomes
+// whose keys it may have pruned, and count them again.
+func TestOverlapWithinThePruneGuard(t *testing.T) {
+	if overlap > store.MaxOverlap {
+		t.Fatalf("overlap %s exceeds store.MaxOverlap %s", overlap, store.MaxOverlap)
 	}
 }
