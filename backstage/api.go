@@ -389,6 +389,11 @@ func decodePage(r io.Reader, item func(*rawEntity, int) error) (next string, n i
 	if err := expectDelim(dec, '}', "the body"); err != nil {
 		return "", 0, err
 	}
+	// One JSON object is the whole body: anything after it (a second value, a proxy's trailer)
+	// means the body is not what the catalog API sends.
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return "", 0, &formatError{"the body: unexpected data after the object"}
+	}
 	return next, n, nil
 }
 
