@@ -19,6 +19,15 @@ if [ $# -gt 0 ]; then
   shift
 fi
 
+# count_inputs prints how many inputs a target's corpus directory holds (0 when there is none).
+count_inputs() {
+  if [ -d "$1" ]; then
+    find "$1" -type f | wc -l
+  else
+    echo 0
+  fi
+}
+
 start=$SECONDS
 ran=0
 failed=()
@@ -41,11 +50,11 @@ for pkg in "${packages[@]}"; do
     # -run=^$ skips the ordinary tests (make test runs them); -parallel is left to Go's default,
     # one worker per CPU.
     corpus="$pkg/testdata/fuzz/$target"
-    before=$(ls "$corpus" 2>/dev/null | wc -l)
+    before=$(count_inputs "$corpus")
     log=$(mktemp)
     if go test -run='^$' -fuzz="^${target}\$" -fuzztime="$fuzztime" -fuzzminimizetime="$minimizetime" "$pkg" 2>&1 | tee "$log"; [ "${PIPESTATUS[0]}" -eq 0 ]; then
       echo "-- $target: no failure in $((SECONDS - t0))s"
-    elif grep -q 'context deadline exceeded' "$log" && [ "$(ls "$corpus" 2>/dev/null | wc -l)" -eq "$before" ]; then
+    elif grep -q 'context deadline exceeded' "$log" && [ "$(count_inputs "$corpus")" -eq "$before" ]; then
       # Go's fuzzer reports the end of -fuzztime as a failure when it falls while an input is
       # still running, and writes no input then: nothing was found.
       echo "-- $target: no failure in $((SECONDS - t0))s (the run ended inside an input: Go reports 'context deadline exceeded', no input was written)"
