@@ -501,17 +501,7 @@ func TestCheckCommand(t *testing.T) {
 		}
 	}
 
-	bad := filepath.Join(dir, "catalog", "broken.yaml")
-	if err := os.WriteFile(bad, []byte(`apiVersion: backstage.io/v1alpha1
-kind: Component
-metadata:
-  name: broken
-  annotations:
-    buildkite.com/pipeline-slug: Acme/My Pipeline
-spec: {owner: team-x, type: service, lifecycle: production}
-`), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeComponent(t, dir, "broken", "Acme/My Pipeline", "team-x", "production")
 	out, _, code = runCheck(t, dir, apiURL, nil)
 	if code != 1 {
 		t.Fatalf("check with a broken entity: want exit 1, got %d\n%s", code, out)
@@ -560,16 +550,7 @@ func TestCheckCommandToken(t *testing.T) {
 // --output=json is the documented schema; a typo'd pipeline is an error with a suggestion.
 func TestCheckCommandJSON(t *testing.T) {
 	dir, apiURL := fixtureOrg(t)
-	if err := os.WriteFile(filepath.Join(dir, "catalog", "typo.yaml"), []byte(`apiVersion: backstage.io/v1alpha1
-kind: Component
-metadata:
-  name: typo
-  annotations:
-    buildkite.com/pipeline-slug: acme/wroker
-spec: {owner: team-x, type: service, lifecycle: production}
-`), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeComponent(t, dir, "typo", "acme/wroker", "team-x", "production")
 	out, stderr, code := runCheck(t, dir, apiURL, nil, "--output=json")
 	if code != 1 {
 		t.Errorf("exit %d with a missing pipeline\n%s", code, stderr)
@@ -642,16 +623,7 @@ func TestCheckCommandFilesOfflineAndCap(t *testing.T) {
 // The backstage command names every skipped entity and the placeholder Grafana URL on stderr.
 func TestBackstageCommandWarns(t *testing.T) {
 	dir, _ := fixtureOrg(t)
-	if err := os.WriteFile(filepath.Join(dir, "catalog", "broken.yaml"), []byte(`apiVersion: backstage.io/v1alpha1
-kind: Component
-metadata:
-  name: broken
-  annotations:
-    buildkite.com/pipeline-slug: Acme/My Pipeline
-spec: {owner: team-x, type: service, lifecycle: production}
-`), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeComponent(t, dir, "broken", "Acme/My Pipeline", "team-x", "production")
 	cmd := exec.Command(binary, "backstage", "--catalog.file="+filepath.Join(dir, "catalog"))
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -1031,16 +1003,7 @@ func TestSIGHUPReloadsCatalog(t *testing.T) {
 	if _, body := e.get("/metrics"); strings.Contains(body, `component="sandbox"`) {
 		t.Fatal("sandbox is exported before any component names it")
 	}
-	if err := os.WriteFile(filepath.Join(dir, "catalog", "sandbox.yaml"), []byte(`apiVersion: backstage.io/v1alpha1
-kind: Component
-metadata:
-  name: sandbox
-  annotations:
-    buildkite.com/pipeline-slug: acme/sandbox
-spec: {owner: team-sandbox, type: service, lifecycle: experimental}
-`), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeComponent(t, dir, "sandbox", "acme/sandbox", "team-sandbox", "experimental")
 	if err := e.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
@@ -1153,16 +1116,7 @@ func TestWebConfigFailsClosed(t *testing.T) {
 // exporter is ready, and the mistake is named in the metric, the log, /status and check.
 func TestMisspeltPipelineEverywhere(t *testing.T) {
 	_, dir, apiURL := liveOrg(t)
-	if err := os.WriteFile(filepath.Join(dir, "catalog", "typo.yaml"), []byte(`apiVersion: backstage.io/v1alpha1
-kind: Component
-metadata:
-  name: typo
-  annotations:
-    buildkite.com/pipeline-slug: acme/shop-deploi
-spec: {owner: team-typo, type: service, lifecycle: production}
-`), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeComponent(t, dir, "typo", "acme/shop-deploi", "team-typo", "production")
 	e := startExporter(t, nil, liveArgs(dir, apiURL)...)
 	e.waitFor("/-/ready", 60*time.Second, func() bool { code, _ := e.get("/-/ready"); return code == 200 })
 	e.waitFor("the pipeline problem", 60*time.Second, func() bool {
@@ -1291,5 +1245,22 @@ func TestApprovalWaitSurvivesSIGKILL(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// writeComponent adds catalog/<name>.yaml to dir: a Component of owner in lifecycle, annotated
+// with slug as written (it may be invalid on purpose).
+func writeComponent(t *testing.T, dir, name, slug, owner, lifecycle string) {
+	t.Helper()
+	entity := fmt.Sprintf(`apiVersion: backstage.io/v1alpha1
+kind: Component
+metadata:
+  name: %s
+  annotations:
+    buildkite.com/pipeline-slug: %s
+spec: {owner: %s, type: service, lifecycle: %s}
+`, name, slug, owner, lifecycle)
+	if err := os.WriteFile(filepath.Join(dir, "catalog", name+".yaml"), []byte(entity), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }

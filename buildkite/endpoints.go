@@ -144,52 +144,6 @@ func (c *Client) ListPipelines(ctx context.Context, org string, visit func(page 
 	return err
 }
 
-// ListPipelineSlugs lists the slugs of org's pipelines, for the check command: pages of 100
-// through GET /v2/organizations/{org}/pipelines, at most maxRequests pages (each retried after a
-// 429, 5xx or transport error like every request). complete is false when it stopped at
-// maxRequests with pages left, or on an error, which it returns with the slugs read before it.
-//
-// The API documents no parameter that leaves out the heavy fields of a pipeline (steps,
-// configuration; reference §6), so each page is read whole, within MaxBodyBytes, and only the
-// slugs are kept: at most 100 a page, in the API's order, each once. A slug that could not be
-// used in a request path is dropped (what="pipeline_slugs").
-func (c *Client) ListPipelineSlugs(ctx context.Context, org string, maxRequests int) (slugs []string, complete bool, err error) {
-	if err := checkSlug("organization", org); err != nil {
-		return nil, false, err
-	}
-	if maxRequests < 1 {
-		return nil, false, fmt.Errorf("buildkite: ListPipelineSlugs needs at least one request, got maxRequests=%d", maxRequests)
-	}
-	r := c.newRequest(routePipelines, fmt.Sprintf("organization %q", org),
-		"organizations/"+url.PathEscape(org)+"/pipelines", "per_page="+strconv.Itoa(MaxPerPage))
-	seen := map[string]bool{}
-	truncated, err := paginate(ctx, c, r, maxRequests, func(body []byte, page int) error {
-		type slugOnly struct {
-			Slug string `json:"slug"`
-		}
-		items, extra, err := decodeArray(body, MaxPerPage, func(dec *json.Decoder, p *slugOnly) error { return dec.Decode(p) })
-		if err != nil {
-			return c.decodeError(r.endpoint, err)
-		}
-		d := drops{dropPipelines: extra}
-		for _, p := range items {
-			switch {
-			case !validSlug(p.Slug):
-				d.add(dropPipelineSlugs, 1)
-			case !seen[p.Slug]:
-				seen[p.Slug] = true
-				slugs = append(slugs, p.Slug)
-			}
-		}
-		c.recordDrops(r.endpoint, page, d)
-		return nil
-	})
-	if err != nil {
-		return slugs, false, err
-	}
-	return slugs, !truncated, nil
-}
-
 // GetPipeline fetches one pipeline.
 func (c *Client) GetPipeline(ctx context.Context, org, slug string) (*Pipeline, error) {
 	if err := checkSlugs(org, slug); err != nil {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 	"time"
 
@@ -31,8 +30,6 @@ const (
 	// MaxJobsPerBuild is how many jobs of one build are kept, the first in the answer's order;
 	// the rest count as what="jobs".
 	MaxJobsPerBuild = 1000
-	// maxSlugLen: ListPipelineSlugs drops longer slugs (what="pipeline_slugs").
-	maxSlugLen = 255
 )
 
 // Values of the what label of buildkite_exporter_api_dropped_total.
@@ -43,10 +40,9 @@ const (
 	dropMetaDataValues = "meta_data_values" // values cut to MaxMetaDataValueLen
 	dropJobs           = "jobs"             // jobs beyond MaxJobsPerBuild
 	dropOutOfWindow    = "out_of_window"    // builds outside the filters the request sent
-	dropPipelineSlugs  = "pipeline_slugs"   // slugs ListPipelineSlugs could not use in a path
 )
 
-var dropKinds = []string{dropBuilds, dropPipelines, dropMetaDataKeys, dropMetaDataValues, dropJobs, dropOutOfWindow, dropPipelineSlugs}
+var dropKinds = []string{dropBuilds, dropPipelines, dropMetaDataKeys, dropMetaDataValues, dropJobs, dropOutOfWindow}
 
 // drops counts what one answer lost to the limits.
 type drops map[string]int
@@ -367,10 +363,4 @@ func (w window) violation(b *Build) (filter, value string) {
 		return "state[]", w.stateList
 	}
 	return "", ""
-}
-
-// validSlug reports whether a listed slug can be used in a request path.
-func validSlug(s string) bool {
-	return len(s) <= maxSlugLen && checkSlug("pipeline", s) == nil &&
-		!slices.ContainsFunc([]byte(s), func(c byte) bool { return c < 0x20 || c == 0x7f })
 }

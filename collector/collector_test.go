@@ -1,13 +1,13 @@
 package collector
 
 import (
-	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/config"
 	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/backstage"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/config"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/store"
 )
 

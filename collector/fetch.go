@@ -12,6 +12,7 @@ import (
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/backstage"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/buildkite"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/config"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/snapshot"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/store"
 )
 
@@ -42,25 +43,43 @@ type fetched struct {
 	finished, open []buildkite.Build
 	watermark      store.Watermark
 	// unreadable are the annotated pipelines whose builds the API refused (404: renamed,
-	// deleted, misspelt, or not visible to the token; 403), by slug: reasonNotFound or
-	// reasonForbidden. The rest of the organization is read and counted as usual.
+	// deleted, misspelt, or not visible to the token; 403), by slug: snapshot.ReasonNotFound or
+	// snapshot.ReasonForbidden. The rest of the organization is read and counted as usual.
 	unreadable map[string]string
 	// exists holds the result of the existence checks of pipelines with no deployment yet.
 	exists map[string]bool
 }
 
-// fetch lists what changed in org since wm: builds finished since the watermark (less the
-// overlap; the first start: the backfill window), the history of pipelines annotated since the
-// last cycle, builds not finished, and the jobs of the finished builds whose classification needs
-// them. It touches no collector state but the organization's planner, which only this cycle uses.
-func (c *Collector) fetch(ctx context.Context, org string, pipelines map[string]backstage.Component,
-	wm store.Watermark, seenBlocked map[string]bool, pl *planner, jobs map[string]fetchedJobs, start time.Time, checkExists []string,
-	progress *backfillProgress, catchUp bool,
-) (*fetched, error) {
+// fetchRequest is what a cycle starts fetching with: the organization's state copied under the
+// collector's lock, and its planner and jobs cache, which only this cycle uses (one cycle per
+// organization runs at a time).
+type fetchRequest struct {
+	org         string
+	pipelines   map[string]backstage.Component // annotated slug → component
+	wm          store.Watermark
+	start       time.Time
+	seenBlocked map[string]bool
+	planner     *planner
+	jobs        map[string]fetchedJobs
+	checkExists []string          // pipelines to look up (existenceChecks)
+	progress    *backfillProgress // set while backfilling
+	catchUp     bool              // the first cycle of this process
+}
+
+// backfilling says whether the cycle reads the history window: the first start, or one that
+// never finished it.
+func backfilling(wm store.Watermark) bool { return !wm.BackfillDone || wm.FinishedFrom.IsZero() }
+
+// fetch lists what changed in the organization since the watermark: builds finished since it
+// (less the overlap; the first start: the backfill window), the history of pipelines annotated
+// since the last cycle, builds not finished, and the jobs of the finished builds whose
+// classification needs them. It touches no collector state.
+func (c *Collector) fetch(ctx context.Context, rq fetchRequest) (*fetched, error) {
+	org, pipelines, wm, start, pl, progress := rq.org, rq.pipelines, rq.wm, rq.start, rq.planner, rq.progress
 	unreadable := map[string]string{}
-	backfilling := !wm.BackfillDone || wm.FinishedFrom.IsZero()
+	history := backfilling(wm)
 	from := wm.FinishedFrom.Add(-overlap)
-	if backfilling {
+	if history {
 		from = start.Add(-c.backfill)
 		level.Info(c.logger).Log("msg", "Backfilling deployment history; deployment series appear when it completes", "organization", org, "since", from)
 	}
@@ -71,9 +90,9 @@ func (c *Collector) fetch(ctx context.Context, org string, pipelines map[string]
 	// not requests. So does the first cycle of a process (catchUp): which builds an earlier
 	// process saw blocked is not stored, and a build approved while the exporter was down
 	// would otherwise be counted without its approval wait.
-	withJobs := c.config().ApprovalTiming == config.ApprovalTimingAll || backfilling || catchUp
+	withJobs := c.config().ApprovalTiming == config.ApprovalTimingAll || history || rq.catchUp
 	w := window{from: from, fresh: start.Sub(from).Seconds(), progress: progress}
-	if !backfilling {
+	if !history {
 		w.fresh, w.newSince = pl.fresh(wm.FinishedFrom, start), wm.FinishedFrom
 	}
 	listFinished := func(withJobs bool) (*listing, error) {
@@ -99,7 +118,7 @@ func (c *Collector) fetch(ctx context.Context, org string, pipelines map[string]
 	lf.started = listed
 	finished := lf.builds
 	newest := lf.newest
-	if !backfilling {
+	if !history {
 		backfilled, err := c.backfillNewPipelines(ctx, org, slugs, wm.Pipelines, unreadable, start)
 		if err != nil {
 			return nil, err
@@ -110,14 +129,14 @@ func (c *Collector) fetch(ctx context.Context, org string, pipelines map[string]
 		finished = mergeBuilds(finished, backfilled)
 	}
 	old := wm.FinishedFrom
-	if backfilling {
+	if history {
 		old = time.Time{}
 	}
 	newWM := nextWatermark(old, newest, time.Since(listed), start, from)
 	pl.updateTails(lf, newWM)
-	for id, e := range jobs {
+	for id, e := range rq.jobs {
 		if e.finishedAt.Before(from) {
-			delete(jobs, id) // neither this listing nor a later one reaches back to this finish
+			delete(rq.jobs, id) // neither this listing nor a later one reaches back to this finish
 		}
 	}
 	// Open builds older than twice the approval age are abandoned: neither running nor awaiting
@@ -131,7 +150,7 @@ func (c *Collector) fetch(ctx context.Context, org string, pipelines map[string]
 	if err != nil {
 		return nil, fmt.Errorf("listing unfinished builds: %w", err)
 	}
-	if err := c.fetchJobs(ctx, org, finished, seenBlocked, jobs); err != nil {
+	if err := c.fetchJobs(ctx, org, finished, rq.seenBlocked, rq.jobs); err != nil {
 		return nil, err
 	}
 	if len(unreadable) == len(slugs) {
@@ -144,7 +163,7 @@ func (c *Collector) fetch(ctx context.Context, org string, pipelines map[string]
 		}
 	}
 	exists := map[string]bool{}
-	for _, s := range checkExists {
+	for _, s := range rq.checkExists {
 		if unreadable[s] != "" {
 			continue
 		}
@@ -182,9 +201,9 @@ func (c *Collector) fetch(ctx context.Context, org string, pipelines map[string]
 func unreadableReason(err error) string {
 	switch {
 	case errors.Is(err, buildkite.ErrNotFound):
-		return reasonNotFound
+		return snapshot.ReasonNotFound
 	case errors.Is(err, buildkite.ErrForbidden):
-		return reasonForbidden
+		return snapshot.ReasonForbidden
 	}
 	return ""
 }

@@ -60,16 +60,16 @@ func (c *Collector) pollOrg(ctx context.Context, org string, pipelines map[strin
 	catchUp := !o.caughtUp
 	c.mu.Unlock()
 	var progress *backfillProgress
-	if !wm.BackfillDone || wm.FinishedFrom.IsZero() {
+	if backfilling(wm) {
 		progress = newBackfillProgress(org, start)
 		o.progress.Store(progress)
 	}
 	defer o.progress.Store(nil)
 
-	// Only this goroutine uses o.planner: pollAll runs one cycle per organization at a time.
 	cycleCtx, cancel := context.WithTimeout(ctx, c.cycleTimeout(progress != nil))
 	defer cancel()
-	f, err := c.fetch(cycleCtx, org, pipelines, wm, seenBlocked, o.planner, o.jobs, start, checks, progress, catchUp)
+	f, err := c.fetch(cycleCtx, fetchRequest{org: org, pipelines: pipelines, wm: wm, start: start, seenBlocked: seenBlocked,
+		planner: o.planner, jobs: o.jobs, checkExists: checks, progress: progress, catchUp: catchUp})
 	if err != nil {
 		c.mu.Lock()
 		o.health.Polled, o.health.LastOK, o.health.LastDuration = true, false, time.Since(start)

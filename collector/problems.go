@@ -14,16 +14,6 @@ import (
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/snapshot"
 )
 
-// Pipeline problem reasons (snapshot.PipelineReasons); the exposition renders them as
-// buildkite_exporter_pipeline_errors, once per poll with the deployment series.
-const (
-	reasonNotFound        = snapshot.ReasonNotFound
-	reasonForbidden       = snapshot.ReasonForbidden
-	reasonNoDeployments   = snapshot.ReasonNoDeployments
-	reasonNoEnvironmentMD = snapshot.ReasonNoEnvironmentMD
-	reasonFutureTimestamp = snapshot.ReasonFutureTimestamp
-)
-
 const (
 	severityError   = "error"
 	severityWarning = "warning"
@@ -112,25 +102,25 @@ func (c *Collector) updateProblems(org string, o *orgState, pipelines map[string
 	for _, s := range sortedKeys(pipelines) {
 		full := org + "/" + s
 		switch reason := f.unreadable[s]; {
-		case reason == reasonNotFound:
+		case reason == snapshot.ReasonNotFound:
 			add(s, reason, severityError, fmt.Sprintf("Buildkite answers 404 for the builds of pipeline %s: it was renamed or deleted, the annotation misspells it (it must match the pipeline's address, buildkite.com/%s), or the token may not see it (Buildkite answers 404 then too). Fix the annotation of component %s, or give the token access.", full, full, pipelines[s].Label))
 			continue
-		case reason == reasonForbidden:
+		case reason == snapshot.ReasonForbidden:
 			add(s, reason, severityError, fmt.Sprintf("Buildkite answers 403 for the builds of pipeline %s: the token lacks the read_builds scope for it. Give the token access to it.", full))
 			continue
 		}
 		if !ps.listed[s] && !c.agg.HasDeployments(pipelines[s].Label, full) {
 			if ok, checked := ps.exists[s]; checked && !ok {
-				add(s, reasonNotFound, severityError, fmt.Sprintf("Pipeline %s does not exist, or the token may not see it (Buildkite answers 404 for both): no build of it can be counted. Fix the annotation of component %s (the slug must match buildkite.com/%s), or give the token access.", full, pipelines[s].Label, full))
+				add(s, snapshot.ReasonNotFound, severityError, fmt.Sprintf("Pipeline %s does not exist, or the token may not see it (Buildkite answers 404 for both): no build of it can be counted. Fix the annotation of component %s (the slug must match buildkite.com/%s), or give the token access.", full, pipelines[s].Label, full))
 			} else if checked {
-				add(s, reasonNoDeployments, severityWarning, fmt.Sprintf("Pipeline %s exists but no build of it finished within --history.backfill or since: there is nothing to count yet. Check that component %s deploys with this pipeline.", full, pipelines[s].Label))
+				add(s, snapshot.ReasonNoDeployments, severityWarning, fmt.Sprintf("Pipeline %s exists but no build of it finished within --history.backfill or since: there is nothing to count yet. Check that component %s deploys with this pipeline.", full, pipelines[s].Label))
 			}
 		}
 		if b, ok := future[s]; ok {
-			add(s, reasonFutureTimestamp, severityError, fmt.Sprintf("Build #%d of pipeline %s says it finished at %s, after Buildkite's own clock: it is not counted, so that a damaged timestamp cannot pin what is failing or deployed. Check the build on Buildkite.", b.Number, full, b.FinishedAt.Format(time.RFC3339)))
+			add(s, snapshot.ReasonFutureTimestamp, severityError, fmt.Sprintf("Build #%d of pipeline %s says it finished at %s, after Buildkite's own clock: it is not counted, so that a damaged timestamp cannot pin what is failing or deployed. Check the build on Buildkite.", b.Number, full, b.FinishedAt.Format(time.RFC3339)))
 		}
 		if ps.envFallback[s] {
-			add(s, reasonNoEnvironmentMD, severityWarning, fmt.Sprintf("Deployments of pipeline %s name no environment in their meta-data, so the pipeline slug or the default environment (%s) is used. Set it in the pipeline: buildkite-agent meta-data set environment <name>.", full, c.config().DefaultEnvironment))
+			add(s, snapshot.ReasonNoEnvironmentMD, severityWarning, fmt.Sprintf("Deployments of pipeline %s name no environment in their meta-data, so the pipeline slug or the default environment (%s) is used. Set it in the pipeline: buildkite-agent meta-data set environment <name>.", full, c.config().DefaultEnvironment))
 		}
 	}
 	for k, p := range next {

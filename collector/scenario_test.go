@@ -1,14 +1,14 @@
 package collector
 
 import (
-	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/backstage"
-	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/buildkite"
-	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/buildkite/buildkitetest"
 	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/backstage"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/buildkite"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/buildkite/buildkitetest"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/config"
 )
 

@@ -8,7 +8,6 @@ package config
 import (
 	"errors"
 	"fmt"
-	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/internal/suggest"
 	"os"
 	"reflect"
 	"regexp"
@@ -20,6 +19,8 @@ import (
 
 	"github.com/prometheus/common/model"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/internal/suggest"
 )
 
 // DurationBuckets are the upper bounds, in seconds, of buildkite_deployment_duration_seconds. They

@@ -54,9 +54,10 @@ func Outcomes(b *buildkite.Build) []Outcome {
 	jobs := b.Jobs
 	var out []Outcome
 	var from time.Time
-	retries := terminalRetries(jobs)
-	for i, at := range retries {
-		if failedBefore(jobs, at) {
+	retryOf := retries(jobs)
+	terminal := terminalRetries(jobs, retryOf)
+	for i, at := range terminal {
+		if failedBefore(jobs, retryOf, at) {
 			if s, f := span(jobs, from, at); !f.IsZero() {
 				out = append(out, Outcome{State: stateFailed, StartedAt: s, FinishedAt: f, Attempt: i, Recovered: true, from: from, to: at})
 			}
@@ -66,7 +67,7 @@ func Outcomes(b *buildkite.Build) []Outcome {
 	if !finished {
 		return out
 	}
-	last := Outcome{State: state, StartedAt: b.StartedAt.Time, FinishedAt: b.FinishedAt.Time, Attempt: len(retries), from: from}
+	last := Outcome{State: state, StartedAt: b.StartedAt.Time, FinishedAt: b.FinishedAt.Time, Attempt: len(terminal), from: from}
 	if state == stateFailed {
 		if s, f := span(jobs, from, time.Time{}); !f.IsZero() {
 			last.StartedAt, last.FinishedAt = s, f
@@ -75,20 +76,32 @@ func Outcomes(b *buildkite.Build) []Outcome {
 	return append(out, last)
 }
 
-// terminalRetries returns the times (the retry job's created_at) of the build's terminal
-// retries, ascending; retries made at the same instant (retry all failed jobs) are one.
-func terminalRetries(jobs []buildkite.Job) []time.Time {
+// retries maps each retried job's id to its retry: the job its retried_in_job_id names, else
+// the job whose retry_source names it. Both links are read because either may be missing.
+func retries(jobs []buildkite.Job) map[string]*buildkite.Job {
 	byID := make(map[string]*buildkite.Job, len(jobs))
-	retryOf := map[string]*buildkite.Job{} // retried job id → its retry, from retry_source
 	for i := range jobs {
-		j := &jobs[i]
-		if j.ID != "" {
-			byID[j.ID] = j
-		}
-		if j.RetrySource != nil && j.RetrySource.JobID != "" {
-			retryOf[j.RetrySource.JobID] = j
+		if jobs[i].ID != "" {
+			byID[jobs[i].ID] = &jobs[i]
 		}
 	}
+	out := map[string]*buildkite.Job{}
+	for i := range jobs {
+		if rs := jobs[i].RetrySource; rs != nil && rs.JobID != "" {
+			out[rs.JobID] = &jobs[i]
+		}
+	}
+	for i := range jobs {
+		if r := byID[jobs[i].RetriedInJobID]; r != nil && jobs[i].RetriedInJobID != "" {
+			out[jobs[i].ID] = r
+		}
+	}
+	return out
+}
+
+// terminalRetries returns the times (the retry job's created_at) of the build's terminal
+// retries, ascending; retries made at the same instant (retry all failed jobs) are one.
+func terminalRetries(jobs []buildkite.Job, retryOf map[string]*buildkite.Job) []time.Time {
 	type event struct {
 		at time.Time
 		// batch: the retried job existed before the retry, so retries at the same instant are
@@ -101,10 +114,7 @@ func terminalRetries(jobs []buildkite.Job) []time.Time {
 		if !j.Retried {
 			continue
 		}
-		r := byID[j.RetriedInJobID]
-		if r == nil {
-			r = retryOf[j.ID]
-		}
+		r := retryOf[j.ID]
 		if r == nil || automatic(r) {
 			continue
 		}
@@ -163,23 +173,7 @@ func anyActive(jobs []buildkite.Job, at time.Time) bool {
 // failedBefore says whether, just before the retry made at at, a hard failure stood among the
 // latest attempts of the build's jobs: a job that had finished failed or timed out, not soft
 // failed, and had not been retried before at.
-func failedBefore(jobs []buildkite.Job, at time.Time) bool {
-	retriedAt := map[string]time.Time{} // job id → when its retry was made
-	for i := range jobs {
-		if rs := jobs[i].RetrySource; rs != nil && rs.JobID != "" {
-			retriedAt[rs.JobID] = jobs[i].CreatedAt.Time
-		}
-	}
-	for i := range jobs {
-		j := &jobs[i]
-		if j.RetriedInJobID != "" {
-			for k := range jobs {
-				if jobs[k].ID == j.RetriedInJobID {
-					retriedAt[j.ID] = jobs[k].CreatedAt.Time
-				}
-			}
-		}
-	}
+func failedBefore(jobs []buildkite.Job, retryOf map[string]*buildkite.Job, at time.Time) bool {
 	for i := range jobs {
 		j := &jobs[i]
 		if j.Type != buildkite.JobTypeScript || j.SoftFailed || (j.State != buildkite.StateFailed && j.State != "timed_out") {
@@ -188,7 +182,7 @@ func failedBefore(jobs []buildkite.Job, at time.Time) bool {
 		if j.FinishedAt.IsZero() || j.FinishedAt.After(at) || !j.CreatedAt.Before(at) {
 			continue // not finished by then, or made by this retry or a later one
 		}
-		if t, ok := retriedAt[j.ID]; ok && t.Before(at) {
+		if r := retryOf[j.ID]; r != nil && r.CreatedAt.Before(at) {
 			continue // superseded by an earlier retry
 		}
 		return true
