@@ -173,6 +173,9 @@ type Aggregate struct {
 	// LastFinished by (component, environment, state).
 	LastFinished map[string]time.Time `json:"last_finished"`
 	Envs         map[string]*envState `json:"envs"`
+	// LastBuilds by (component, environment, pipeline, state); absent from bases written
+	// before it was kept (see fillLastBuilds).
+	LastBuilds map[string]*lastBuild `json:"last_builds,omitempty"`
 
 	// withRecords indexes Pipelines by (component, pipeline), for HasDeployments.
 	withRecords map[string]bool
@@ -208,6 +211,7 @@ func NewAggregate() *Aggregate {
 		ApprovalWait: map[string]*histogram{},
 		LastFinished: map[string]time.Time{},
 		Envs:         map[string]*envState{},
+		LastBuilds:   map[string]*lastBuild{},
 	}
 }
 
@@ -219,7 +223,7 @@ func UnmarshalAggregate(b []byte) (*Aggregate, error) {
 	if len(b) == 0 {
 		return a, nil
 	}
-	a.Bounds = nil // what the base says, only
+	a.Bounds, a.LastBuilds = nil, nil // what the base says, only
 	if err := json.Unmarshal(b, a); err != nil {
 		return nil, fmt.Errorf("decoding the compacted deployment summary: %w", err)
 	}
@@ -245,6 +249,7 @@ func UnmarshalAggregate(b []byte) (*Aggregate, error) {
 	if a.Envs == nil {
 		a.Envs = fresh.Envs
 	}
+	a.fillLastBuilds()
 	if err := a.checkBounds(fresh.Bounds); err != nil {
 		return nil, err
 	}
@@ -316,6 +321,7 @@ func (a *Aggregate) Apply(r store.Record) {
 		a.withRecords[joinKey(r.Component, r.Pipeline)] = true
 	}
 	a.Deployments[joinKey(r.Component, r.Environment, r.Pipeline, r.State)]++
+	a.applyLastBuild(r)
 	sk := joinKey(r.Component, r.Environment, r.State)
 	if r.FinishedAt.After(a.LastFinished[sk]) {
 		a.LastFinished[sk] = r.FinishedAt

@@ -108,6 +108,7 @@ func (a *Aggregate) environment(cfg *config.Config, comp backstage.Component, en
 		for i, st := range snapshot.States {
 			d.Total[i] = a.Deployments[joinKey(c, env, p, st)]
 		}
+		a.lastBuilds(c, env, &d)
 		e.Deployments = append(e.Deployments, d)
 	}
 	for i, st := range snapshot.States {

@@ -85,6 +85,12 @@ var families = []*family{
 		each:   eachInfo,
 	},
 	{
+		name: "buildkite_deployment_last_build_number", typ: gaugeType,
+		labels: []string{"component", "environment", "pipeline", "state"},
+		help:   "Number of the latest finished deployment build in this state; alerts link to https://buildkite.com/<pipeline>/builds/<value>." + refreshed,
+		each:   eachLastBuildNumber,
+	},
+	{
 		name: "buildkite_deployment_last_finished_timestamp_seconds", typ: gaugeType, labels: labelsState,
 		help: "When the latest deployment in this state finished." + refreshed,
 		each: eachLastFinished,

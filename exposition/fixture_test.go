@@ -49,8 +49,9 @@ func fixture() *snapshot.Snapshot {
 				Pipelines: []string{"acme/api-deploy-prod", "acme/api-deploy-staging"},
 				Environments: []snapshot.Environment{
 					{
-						Name:          "production",
-						Deployments:   []snapshot.PipelineDeployments{{Pipeline: "acme/api-deploy-prod", Total: [3]uint64{3, 1, 2}}},
+						Name: "production",
+						Deployments: []snapshot.PipelineDeployments{{Pipeline: "acme/api-deploy-prod", Total: [3]uint64{3, 1, 2},
+							Last: [3]snapshot.LastBuild{{Number: 103, FinishedAt: at(100)}, {Number: 101, FinishedAt: at(50)}, {Number: 102, FinishedAt: at(75)}}}},
 						Duration:      [3]*snapshot.Histogram{hist(durationBounds, 240, 3300, 500), hist(durationBounds, 1200)},
 						LeadTime:      hist(leadBounds, 14160, 700000),
 						Recovery:      hist(leadBounds, 6600),
@@ -62,8 +63,9 @@ func fixture() *snapshot.Snapshot {
 						Objectives:    []snapshot.Objective{{SLO: "success", Ratio: 0.95}, {SLO: "duration", Ratio: 0.9}},
 					},
 					{
-						Name:         "staging",
-						Deployments:  []snapshot.PipelineDeployments{{Pipeline: "acme/api-deploy-staging", Total: [3]uint64{1, 1, 0}}},
+						Name: "staging",
+						Deployments: []snapshot.PipelineDeployments{{Pipeline: "acme/api-deploy-staging", Total: [3]uint64{1, 1, 0},
+							Last: [3]snapshot.LastBuild{{Number: 7, FinishedAt: at(10)}, {Number: 8, FinishedAt: at(20)}}}},
 						Duration:     [3]*snapshot.Histogram{nil, hist(durationBounds, 1800)},
 						LastFinished: [3]time.Time{at(10), at(20), {}},
 						Failing:      true,
@@ -81,7 +83,7 @@ func fixture() *snapshot.Snapshot {
 					Name: "production",
 					Deployments: []snapshot.PipelineDeployments{
 						{Pipeline: "acme/web-hotfix", Total: [3]uint64{0, 0, 1}},
-						{Pipeline: "acme/web-release", Total: [3]uint64{1, 0, 0}},
+						{Pipeline: "acme/web-release", Total: [3]uint64{1, 0, 0}, Last: [3]snapshot.LastBuild{{Number: 42, FinishedAt: at(30)}}},
 					},
 					Duration:     [3]*snapshot.Histogram{hist(durationBounds, 420)},
 					LeadTime:     hist(leadBounds, 480),
@@ -104,8 +106,8 @@ func fixture() *snapshot.Snapshot {
 }
 
 // synthetic is components × 3 environments where, with worst, every per-environment series
-// exists (the benchmarks' worst case: 52 series per production environment, 50 elsewhere, as
-// the old collector/bench_test.go counts them); without, only what a quiet catalog has.
+// exists (the benchmarks' worst case: 55 series per production environment, 53 elsewhere: the 52
+// and 50 the old collector/bench_test.go counted, plus the three of buildkite_deployment_last_build_number); without, only what a quiet catalog has.
 func synthetic(components int, worst bool) *snapshot.Snapshot {
 	s := &snapshot.Snapshot{Taken: base, Polled: true, Components: make([]snapshot.Component, components)}
 	envs := []string{"development", "production", "staging"}
@@ -125,6 +127,7 @@ func synthetic(components int, worst bool) *snapshot.Snapshot {
 				Deployed:     &snapshot.Deployed{Version: fmt.Sprintf("1.%d.3", i), Commit: fmt.Sprintf("%040x", i*7919), FinishedAt: at(i*100 + j*10 + 3)},
 			}
 			if worst {
+				e.Deployments[0].Last = [3]snapshot.LastBuild{{Number: 3 * i}, {Number: 3*i + 1}, {Number: 3*i + 2}}
 				e.ApprovalWait = hist(approvalBounds, 120)
 				e.Running, e.RunningSince = 1, at(i)
 				e.Awaiting, e.AwaitingSince = 1, at(i)

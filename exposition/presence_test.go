@@ -67,6 +67,17 @@ buildkite_deployments_total{component="svc",environment="prod",pipeline="acme/b"
 `,
 		},
 		{
+			name: "last build numbers only for the states with a known build",
+			env: snapshot.Environment{Name: "prod", Deployments: []snapshot.PipelineDeployments{
+				{Pipeline: "acme/a", Last: [3]snapshot.LastBuild{{Number: 12}, {}, {Number: 9}}},
+				{Pipeline: "acme/b"},
+			}},
+			names: []string{"buildkite_deployment_last_build_number"},
+			want: header("buildkite_deployment_last_build_number") + `buildkite_deployment_last_build_number{component="svc",environment="prod",pipeline="acme/a",state="canceled"} 9
+buildkite_deployment_last_build_number{component="svc",environment="prod",pipeline="acme/a",state="passed"} 12
+`,
+		},
+		{
 			name: "durations and last finishes only for the states observed; other histograms only when observed",
 			env: snapshot.Environment{Name: "prod",
 				Duration:     [3]*snapshot.Histogram{nil, {Bounds: []float64{60}, Counts: []uint64{0, 1}, Sum: 90, Count: 1}},

@@ -134,6 +134,16 @@ type Objective struct {
 type PipelineDeployments struct {
 	Pipeline string            // "<org>/<pipeline>"
 	Total    [NumStates]uint64 // indexed like States
+	// Last is indexed like States: the latest finished deployment build in that state (zero
+	// Number: none known).
+	Last [NumStates]LastBuild
+}
+
+// LastBuild is the latest finished deployment build of a pipeline in one state.
+type LastBuild struct {
+	Number     int // the build number, > 0; 0 when none is known
+	FinishedAt time.Time
+	Version    string
 }
 
 // Deployed describes what an environment runs now: its latest passed deployment.
