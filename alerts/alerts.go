@@ -202,23 +202,14 @@ func Render(p Params) ([]byte, error) {
 	if err := p.Validate(); err != nil {
 		return nil, fmt.Errorf("alert rules: %w", err)
 	}
-	// Ticket tiers of the SRE workbook: 10% of the budget spent within 1d (seen over 2h too) or
-	// within 3d (seen over 6h too). The factor scales with the SLO window.
-	tiers := []tier{
-		{Long: "1d", Short: "2h", longDur: 24 * time.Hour},
-		{Long: "3d", Short: "6h", longDur: 72 * time.Hour},
-	}
-	for i := range tiers {
-		f := 0.1 * float64(p.SLOWindow) / float64(tiers[i].longDur)
-		tiers[i].Factor = math.Round(f*1000) / 1000
-	}
+	tiers := ticketTiers(p)
+	e := exprs{p}
 	data := struct {
 		Params
 		Windows                     []window
 		SLOWindowRange              string
 		Tiers                       []tier
 		SLOs                        []slo
-		LeRegex                     string
 		ProductionEnvironmentsRegex string
 	}{
 		Params: p,
@@ -233,8 +224,6 @@ func Render(p Params) ([]byte, error) {
 			{"duration", "BuildkiteDeploymentDurationBudgetBurn", "Deployments are slower than the duration objective allows.",
 				"too many passed deployments take longer than " + promDuration(p.DurationThreshold)},
 		},
-		// 2.x keeps le="900" as exposed, 3.x normalises it to le="900.0".
-		LeRegex:                     strconv.Quote(strconv.FormatInt(int64(p.DurationThreshold/time.Second), 10) + `(\.0)?`),
 		ProductionEnvironmentsRegex: strconv.Quote(p.ProductionEnvironments),
 	}
 	t, err := template.New("rules").Delims("<%", "%>").Option("missingkey=error").Funcs(template.FuncMap{
@@ -242,6 +231,14 @@ func Render(p Params) ([]byte, error) {
 		"secs":    func(d time.Duration) string { return strconv.FormatFloat(d.Seconds(), 'f', -1, 64) },
 		"num":     func(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) },
 		"runbook": func(alert string) string { return p.RunbookURL + "#" + strings.ToLower(alert) },
+		// The shared expressions (expr.go).
+		"deployments": e.deployments,
+		"errors":      e.errors,
+		"errorBudget": e.errorBudget,
+		"failed":      e.failed,
+		"failing":     e.failing,
+		"stuck":       e.stuck,
+		"indent":      func(n int, s string) string { return indent(s, n) },
 	}).Parse(rulesTemplate)
 	if err != nil {
 		return nil, fmt.Errorf("alert rules template: %w", err)
@@ -251,6 +248,20 @@ func Render(p Params) ([]byte, error) {
 		return nil, fmt.Errorf("alert rules template: %w", err)
 	}
 	return b.Bytes(), nil
+}
+
+// ticketTiers are the ticket tiers of the SRE workbook: 10% of the budget spent within 1d (seen
+// over 2h too) or within 3d (seen over 6h too). The factor scales with the SLO window.
+func ticketTiers(p Params) []tier {
+	tiers := []tier{
+		{Long: "1d", Short: "2h", longDur: 24 * time.Hour},
+		{Long: "3d", Short: "6h", longDur: 72 * time.Hour},
+	}
+	for i := range tiers {
+		f := 0.1 * float64(p.SLOWindow) / float64(tiers[i].longDur)
+		tiers[i].Factor = math.Round(f*1000) / 1000
+	}
+	return tiers
 }
 
 // RunbookAnchor is the anchor of an alert's section in docs/runbook.md.
