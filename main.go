@@ -82,6 +82,7 @@ func run(args []string) int {
 	checkCmd := app.Command("check", "The troubleshooting checklist: validate --config.file, --web.config.file and the catalog, then ask the Buildkite API about the token, organizations, pipelines and recent builds. Exits 1 on any error, 0 on warnings only.")
 	cf := registerCheckFlags(checkCmd)
 	rulesCmd := app.Command("rules", "Print the bundled Prometheus recording and alert rules, with the thresholds of --config.file.")
+	grafanaAlertsCmd, gaf := registerGrafanaAlerts(app)
 	backstageCmd := app.Command("backstage", "Print, for every component in the catalog, the Backstage annotations and links that point at the dashboards.")
 	app.Version(version.Print(exporterName))
 	app.UsageWriter(os.Stdout)
@@ -109,6 +110,8 @@ func run(args []string) int {
 	switch cmd {
 	case rulesCmd.FullCommand():
 		return printRules(cfg, f, logger)
+	case grafanaAlertsCmd.FullCommand():
+		return printGrafanaAlerts(cfg, f, gaf, logger)
 	case backstageCmd.FullCommand():
 		return printBackstage(f, logger)
 	case serveCmd.FullCommand():
