@@ -31,6 +31,7 @@ import (
 
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/alerts"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/backstage"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/badge"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/buildkite"
 	checklist "github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/check"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/collector"
@@ -380,6 +381,9 @@ func newMux(f *flags, coll *collector.Collector, bodies *exposition.Bodies, relo
 ) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/-/reload", reloader.Handler(time.Minute))
+	// Badges render the same snapshot as /metrics, behind the same web config; docs/badges.md
+	// says how to expose only /badges/ publicly.
+	mux.Handle(badge.Prefix, badge.NewHandler(coll.Snapshot, badge.Options{MaxAge: time.Duration(f.pollInterval)}))
 	mux.Handle("/status", status.NewHandler(src, status.Options{Version: version.Version, Logger: log.With(logger, "component", "status")}))
 	handler := exposition.NewHandler(coll.Snapshot, own, exposition.HandlerOpts{
 		Logger: logger, MaxRequestsInFlight: f.maxRequests, Bodies: bodies,

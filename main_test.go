@@ -268,6 +268,16 @@ func TestExposition(t *testing.T) {
 		}
 	}
 
+	// Badges render the same snapshot: namespaced components too; an unknown one is a 404.
+	for path, want := range map[string]int{
+		"/badges/api/production.svg": 200, "/badges/frontend/web/production.svg": 200, "/badges/nope/production.svg": 404,
+	} {
+		code, body := e.get(path)
+		if code != want || (want == 200 && !strings.Contains(body, "<svg ")) {
+			t.Errorf("%s: %d, want %d\n%.300s", path, code, want, body)
+		}
+	}
+
 	golden := filepath.Join("testdata", "exposition.prom")
 	if *update {
 		if err := os.MkdirAll("testdata", 0o755); err != nil {
@@ -1103,6 +1113,9 @@ func TestWebConfigFailsClosed(t *testing.T) {
 	}
 	e = startExporter(t, nil, append(fixtureArgs(dir, apiURL), "--web.config.file="+webFile)...)
 	e.waitFor("the server", 30*time.Second, func() bool { code, _ := e.get("/metrics"); return code == 401 })
+	if code, _ := e.get("/badges/api/production.svg"); code != http.StatusUnauthorized {
+		t.Errorf("/badges/ answers %d without credentials, want 401: badges are behind the web config", code)
+	}
 	if err := os.WriteFile(webFile, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
