@@ -84,7 +84,10 @@ func run(args []string) int {
 	cf := registerCheckFlags(checkCmd)
 	rulesCmd := app.Command("rules", "Print the bundled Prometheus recording and alert rules, with the thresholds of --config.file.")
 	grafanaAlertsCmd, gaf := registerGrafanaAlerts(app)
-	backstageCmd := app.Command("backstage", "Print, for every component in the catalog, the Backstage annotations and links that point at the dashboards.")
+	var badgesURL string
+	backstageCmd := app.Command("backstage", "Print, for every component in the catalog, the Backstage annotations and links that point at the dashboards and alerts, and its README badge lines.")
+	backstageCmd.Flag("badges.url", "The exporter's URL as README readers reach it (a reverse proxy that exposes only /badges/, see docs/badges.md), for the badge lines.").
+		Default(placeholderBadgesURL).StringVar(&badgesURL)
 	app.Version(version.Print(exporterName))
 	app.UsageWriter(os.Stdout)
 	app.HelpFlag.Short('h')
@@ -114,7 +117,7 @@ func run(args []string) int {
 	case grafanaAlertsCmd.FullCommand():
 		return printGrafanaAlerts(cfg, f, gaf, logger)
 	case backstageCmd.FullCommand():
-		return printBackstage(f, logger)
+		return printBackstage(cfg, f, badgesURL, logger)
 	case serveCmd.FullCommand():
 		return serve(f, cfg, logger, slogger)
 	}
@@ -487,7 +490,7 @@ func check(f *flags, cf *checkFlags, logger log.Logger) int {
 	return report.ExitCode()
 }
 
-func printBackstage(f *flags, logger log.Logger) int {
+func printBackstage(cfg *config.Config, f *flags, badgesURL string, logger log.Logger) int {
 	sources, err := catalogSources(f, logger)
 	if err != nil {
 		level.Error(logger).Log("msg", "Cannot read the catalog", "err", err)
@@ -508,7 +511,11 @@ func printBackstage(f *flags, logger log.Logger) int {
 	if strings.TrimSuffix(f.grafanaURL, "/") == checklist.PlaceholderGrafanaURL {
 		fmt.Fprintf(os.Stderr, "warning: --grafana.url is the placeholder %s: the links below point nowhere; set --grafana.url to your Grafana's root URL\n", checklist.PlaceholderGrafanaURL)
 	}
-	if err := dashboards.BackstageAnnotations(os.Stdout, res.Components, f.grafanaURL); err != nil {
+	if strings.TrimSuffix(badgesURL, "/") == placeholderBadgesURL {
+		fmt.Fprintf(os.Stderr, "warning: --badges.url is the placeholder %s: the badge lines point nowhere; set it to where readers reach the exporter's /badges/\n", placeholderBadgesURL)
+	}
+	opts := dashboards.BackstageOptions{BadgeURL: badgesURL, Environments: slugEnvironments(cfg)}
+	if err := dashboards.BackstageAnnotationsWith(os.Stdout, res.Components, f.grafanaURL, opts); err != nil {
 		level.Error(logger).Log("msg", "Cannot print the annotations", "err", err)
 		return 1
 	}

@@ -652,12 +652,59 @@ func TestBackstageCommandWarns(t *testing.T) {
 	}
 
 	os.Remove(filepath.Join(dir, "catalog", "broken.yaml"))
-	cmd = exec.Command(binary, "backstage", "--catalog.file="+filepath.Join(dir, "catalog"), "--grafana.url=https://grafana.acme.test")
+	cmd = exec.Command(binary, "backstage", "--catalog.file="+filepath.Join(dir, "catalog"), "--grafana.url=https://grafana.acme.test", "--badges.url=https://badges.acme.test")
 	stdout.Reset()
 	stderr.Reset()
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil || stderr.Len() != 0 {
 		t.Errorf("backstage of a clean catalog: %v, stderr %q", err, stderr.String())
+	}
+	for _, want := range []string{"grafana/alert-label-selector: component=shop", "![shop production](https://badges.acme.test/badges/shop/production.svg)"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("backstage output lacks %q:\n%s", want, stdout.String())
+		}
+	}
+}
+
+// The grafana-alerts command: the thresholds of --config.file, the catalog's components, the
+// selectors, and a clear refusal without the data source uid.
+func TestGrafanaAlertsCommand(t *testing.T) {
+	dir, _ := fixtureOrg(t)
+	catalog := "--catalog.file=" + filepath.Join(dir, "catalog")
+	cfg := filepath.Join(t.TempDir(), "config.yml")
+	if err := os.WriteFile(cfg, []byte("alerts:\n  stuck_after: 3h\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) (string, string, int) {
+		cmd := exec.Command(binary, append([]string{"grafana-alerts", catalog}, args...)...)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		code := 0
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			code = exit.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return stdout.String(), stderr.String(), code
+	}
+	out, stderr, code := run("--grafana.datasource-uid=prom", "--config.file="+cfg)
+	if code != 0 || !strings.Contains(out, "> 10800") || !strings.Contains(out, "title: BuildkiteDeploymentFailing shop") ||
+		!strings.Contains(out, "component: frontend/web") || strings.Count(out, "uid: prom\n") == 0 {
+		t.Errorf("grafana-alerts: exit %d, stderr %q\n%.2000s", code, stderr, out)
+	}
+	out, _, code = run("--grafana.datasource-uid=prom", "--component=shop")
+	if code != 0 || strings.Count(out, "title: ") != 5 || strings.Contains(out, "component: api") {
+		t.Errorf("--component=shop: exit %d, %d rules\n%.2000s", code, strings.Count(out, "title: "), out)
+	}
+	_, stderr, code = run("--grafana.datasource-uid=prom", "--owner=nobody")
+	if code != 1 || !strings.Contains(stderr, "--owner=nobody matches no component") {
+		t.Errorf("--owner=nobody: exit %d, stderr %q", code, stderr)
+	}
+	_, stderr, code = run()
+	if code != 2 || !strings.Contains(stderr, "--grafana.datasource-uid") {
+		t.Errorf("without a data source uid: exit %d, stderr %q", code, stderr)
 	}
 }
 

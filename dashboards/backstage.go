@@ -37,6 +37,31 @@ type entityLink struct {
 // public root URL, the one readers' browsers open. Components come out sorted by entity ref, each
 // as its own YAML document headed by a comment naming the entity and the file it came from.
 func BackstageAnnotations(w io.Writer, components []backstage.Component, grafanaURL string) error {
+	return BackstageAnnotationsWith(w, components, grafanaURL, BackstageOptions{})
+}
+
+// BackstageOptions add what needs more than the catalog and Grafana's URL.
+type BackstageOptions struct {
+	// BadgeURL is the exporter's URL as README readers reach it (see docs/badges.md); empty
+	// prints no badge lines.
+	BadgeURL string
+	// Environments are the environments of a component a badge line is printed for.
+	Environments func(backstage.Component) []string
+}
+
+// BadgeURL is the badge of a component's environment under the exporter's root URL; the
+// component's "/" (namespace/name) stays a path separator, as the badge handler expects.
+func BadgeURL(root, component, environment string) string {
+	parts := strings.Split(component, "/")
+	for i := range parts {
+		parts[i] = url.PathEscape(parts[i])
+	}
+	return strings.TrimSuffix(root, "/") + "/badges/" + strings.Join(parts, "/") + "/" + url.PathEscape(environment) + ".svg"
+}
+
+// BackstageAnnotationsWith is BackstageAnnotations with badge lines: after each component's
+// document, a Markdown image per environment for its README, as YAML comments.
+func BackstageAnnotationsWith(w io.Writer, components []backstage.Component, grafanaURL string, opts BackstageOptions) error {
 	u, err := url.Parse(grafanaURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("grafana URL %q: need Grafana's absolute http(s) root URL, e.g. https://grafana.example.com", grafanaURL)
@@ -61,6 +86,9 @@ func BackstageAnnotations(w io.Writer, components []backstage.Component, grafana
 			"grafana/dashboard-selector": Tag,
 			// kiosk hides Grafana's chrome inside the overview card's iframe.
 			"grafana/overview-dashboard": ComponentURL(root, c.Label) + "&kiosk",
+			// The alerts card: the Grafana-managed rules of the grafana-alerts command carry
+			// this label (the plugin matches rule labels exactly).
+			"grafana/alert-label-selector": "component=" + c.Label,
 		}
 		if len(c.Pipelines) > 0 {
 			refs := make([]string, len(c.Pipelines))
@@ -87,6 +115,29 @@ func BackstageAnnotations(w io.Writer, components []backstage.Component, grafana
 			source = "unknown source"
 		}
 		if _, err := fmt.Fprintf(w, "# %s from %q, component label %q\n%s", c.Ref, source, c.Label, out); err != nil {
+			return err
+		}
+		if err := badgeLines(w, c, opts); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// badgeLines prints the README badge lines of c as YAML comments.
+func badgeLines(w io.Writer, c backstage.Component, opts BackstageOptions) error {
+	if opts.BadgeURL == "" || opts.Environments == nil {
+		return nil
+	}
+	envs := opts.Environments(c)
+	if len(envs) == 0 {
+		return nil
+	}
+	if _, err := fmt.Fprintln(w, "# README badges (Markdown), one per environment:"); err != nil {
+		return err
+	}
+	for _, env := range envs {
+		if _, err := fmt.Fprintf(w, "#   ![%s %s](%s)\n", c.Label, env, BadgeURL(opts.BadgeURL, c.Label, env)); err != nil {
 			return err
 		}
 	}

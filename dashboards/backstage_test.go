@@ -45,9 +45,10 @@ func TestBackstageAnnotations(t *testing.T) {
 
 	// Sorted by ref: default/payments-api first.
 	want := map[string]string{
-		"buildkite.com/pipeline-slug": "acme/payments-deploy",
-		"grafana/dashboard-selector":  "buildkite-deployments",
-		"grafana/overview-dashboard":  "https://grafana.example.com/d/bk-deploy-component/buildkite-deployments-component?var-component=payments-api&kiosk",
+		"buildkite.com/pipeline-slug":  "acme/payments-deploy",
+		"grafana/dashboard-selector":   "buildkite-deployments",
+		"grafana/overview-dashboard":   "https://grafana.example.com/d/bk-deploy-component/buildkite-deployments-component?var-component=payments-api&kiosk",
+		"grafana/alert-label-selector": "component=payments-api",
 	}
 	if diff := cmp.Diff(want, got[0].Metadata.Annotations); diff != "" {
 		t.Errorf("payments-api annotations (-want +got):\n%s", diff)
@@ -120,5 +121,30 @@ func TestBackstageAnnotationsRejectsBadGrafanaURL(t *testing.T) {
 	}
 	if err := BackstageAnnotations(io.Discard, []backstage.Component{{Ref: "component:default/x"}}, "https://g"); err == nil {
 		t.Error("a component without label was accepted")
+	}
+}
+
+// TestBackstageBadgeLines: one Markdown badge per environment after each component, as YAML
+// comments, with a namespaced component's "/" kept as the handler's path separator.
+func TestBackstageBadgeLines(t *testing.T) {
+	c := backstage.Component{Name: "web", Namespace: "team-b", Label: "team-b/web", Ref: "component:team-b/web",
+		Pipelines: []backstage.PipelineRef{{Org: "acme", Pipeline: "web-deploy"}}}
+	var buf bytes.Buffer
+	err := BackstageAnnotationsWith(&buf, []backstage.Component{c}, "https://grafana.example.com", BackstageOptions{
+		BadgeURL:     "https://badges.example.com/",
+		Environments: func(backstage.Component) []string { return []string{"production", "staging env"} },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "# README badges (Markdown), one per environment:\n" +
+		"#   ![team-b/web production](https://badges.example.com/badges/team-b/web/production.svg)\n" +
+		"#   ![team-b/web staging env](https://badges.example.com/badges/team-b/web/staging%20env.svg)\n"
+	if !strings.HasSuffix(buf.String(), want) {
+		t.Errorf("output does not end with the badge lines:\n%s", buf.String())
+	}
+	var p entityPatch
+	if err := yaml.Unmarshal(buf.Bytes(), &p); err != nil || p.Metadata.Annotations["grafana/alert-label-selector"] != "component=team-b/web" {
+		t.Errorf("the document with badge comments: %v, %v", err, p.Metadata.Annotations)
 	}
 }
