@@ -54,6 +54,8 @@ const DefaultRequestsPerMinute = 30
 const (
 	ScopeReadBuilds    = "read_builds"
 	ScopeReadPipelines = "read_pipelines"
+	// ScopeWriteBuilds is what a rebuild needs; the exporter itself never does.
+	ScopeWriteBuilds = "write_builds"
 )
 
 // DefaultRequestTimeout bounds one HTTP request, body included (Config.RequestTimeout).
@@ -261,6 +263,8 @@ func (c *Client) checkRedirect(req *http.Request, via []*http.Request) error {
 	switch {
 	case from != to || req.URL.User != nil:
 		return &RedirectError{StatusCode: status, From: c.scrub(from), To: c.scrub(to)}
+	case len(via) > 0 && via[0].Method != http.MethodGet:
+		return &RedirectError{StatusCode: status, To: c.scrub(to), Write: via[0].Method}
 	case len(via) > maxRedirects:
 		return &RedirectError{StatusCode: status, From: c.scrub(from), To: c.scrub(to), TooMany: true}
 	}
@@ -285,6 +289,10 @@ func origin(u *url.URL) string {
 
 // request is one logical API call; do may send it several times.
 type request struct {
+	// method is GET when empty. Only GETs are retried after an answer that may have been acted
+	// on (5xx, a broken connection): a write (the rebuild's PUT) is retried only after a 429,
+	// which Buildkite answers before doing anything, so that it never happens twice.
+	method   string
 	endpoint string // route template, the metric label
 	url      string // absolute
 	resource string // for 404/403 texts
@@ -296,6 +304,14 @@ func (c *Client) newRequest(endpoint, resource, path, rawQuery string) request {
 		u += "?" + rawQuery
 	}
 	return request{endpoint: endpoint, url: u, resource: resource}
+}
+
+// verb is the request's HTTP method.
+func (r request) verb() string {
+	if r.method == "" {
+		return http.MethodGet
+	}
+	return r.method
 }
 
 // response is a successful answer, body read in full.
@@ -316,7 +332,7 @@ func (c *Client) do(ctx context.Context, r request) (*response, error) {
 			return resp, nil
 		}
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("GET %s: %w", r.endpoint, ctx.Err())
+			return nil, fmt.Errorf("%s %s: %w", r.verb(), r.endpoint, ctx.Err())
 		}
 		var (
 			apiErr  *APIError
@@ -325,6 +341,8 @@ func (c *Client) do(ctx context.Context, r request) (*response, error) {
 			backoff = c.backoff(attempt)
 		)
 		switch {
+		case r.verb() != http.MethodGet && !(errors.As(err, &apiErr) && apiErr.StatusCode == http.StatusTooManyRequests):
+			return nil, err // a write that may have been acted on: never twice
 		case errors.As(err, &apiErr) && apiErr.StatusCode == http.StatusTooManyRequests:
 			// send recorded the reset in the budget; awaitBudget waits for it. Only when
 			// nothing said how long to wait does the backoff apply.
@@ -402,9 +420,9 @@ func sleep(ctx context.Context, d time.Duration) error {
 func (c *Client) send(parent context.Context, r request) (*response, error) {
 	ctx, cancel := context.WithTimeout(parent, c.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.url, nil)
+	req, err := http.NewRequestWithContext(ctx, r.verb(), r.url, nil)
 	if err != nil {
-		return nil, fmt.Errorf("GET %s: building request: %w", r.endpoint, err)
+		return nil, fmt.Errorf("%s %s: building request: %w", r.verb(), r.endpoint, err)
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token.Reveal())
 	req.Header.Set("Accept", "application/json")
@@ -460,6 +478,9 @@ func (c *Client) send(parent context.Context, r request) (*response, error) {
 		return &response{body: body, header: resp.Header}, nil
 	}
 	apiErr := &APIError{Endpoint: r.endpoint, StatusCode: resp.StatusCode, Resource: r.resource}
+	if r.method != "" && r.method != http.MethodGet {
+		apiErr.Method = r.method
+	}
 	apiErr.Message = c.errorMessage(body)
 	switch resp.StatusCode {
 	case http.StatusForbidden:

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
@@ -19,6 +20,7 @@ const (
 	routePipelines      = "/v2/organizations/{org}/pipelines"
 	routePipeline       = "/v2/organizations/{org}/pipelines/{pipeline}"
 	routeAccessToken    = "/v2/access-token"
+	routeRebuild        = "/v2/organizations/{org}/pipelines/{pipeline}/builds/{number}/rebuild"
 )
 
 // ListOrganizationBuilds lists the builds of every pipeline of org, newest created first,
@@ -110,6 +112,35 @@ func (c *Client) GetBuild(ctx context.Context, org, pipeline string, number int,
 		fmt.Sprintf("build %s/%s#%d (or its organization or pipeline)", org, pipeline, number),
 		"organizations/"+url.PathEscape(org)+"/pipelines/"+url.PathEscape(pipeline)+"/builds/"+strconv.Itoa(number),
 		opts.encode())
+	resp, err := c.do(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	var wb wireBuild
+	if err := json.Unmarshal(resp.body, &wb); err != nil {
+		return nil, c.decodeError(r.endpoint, err)
+	}
+	d := drops{}
+	b := wb.build(d)
+	c.recordDrops(r.endpoint, 0, d)
+	return &b, nil
+}
+
+// RebuildBuild asks Buildkite to rebuild a build (PUT …/builds/{number}/rebuild, scope
+// write_builds): a new build of the same commit, branch, message and environment, which it
+// returns. It is sent once: retried only after a 429, never after an answer or a broken
+// connection that might mean Buildkite already started the rebuild.
+func (c *Client) RebuildBuild(ctx context.Context, org, pipeline string, number int) (*Build, error) {
+	if err := checkSlugs(org, pipeline); err != nil {
+		return nil, err
+	}
+	if number <= 0 {
+		return nil, fmt.Errorf("buildkite: build number must be positive, got %d", number)
+	}
+	r := c.newRequest(routeRebuild,
+		fmt.Sprintf("build %s/%s#%d (or its organization or pipeline)", org, pipeline, number),
+		"organizations/"+url.PathEscape(org)+"/pipelines/"+url.PathEscape(pipeline)+"/builds/"+strconv.Itoa(number)+"/rebuild", "")
+	r.method = http.MethodPut
 	resp, err := c.do(ctx, r)
 	if err != nil {
 		return nil, err

@@ -52,7 +52,8 @@ type APIError struct {
 	RateLimitScope string
 	// Resource describes what the request was about, e.g. `pipeline "acme/shop"`; used to say
 	// what to check on a 404.
-	Resource string
+	Resource string // Method is the request's method when it was not GET (a write such as the rebuild).
+	Method   string
 }
 
 // tooDeep reports whether a 400 is the deep-paging refusal (reference §1, §10).
@@ -80,10 +81,16 @@ func (e *APIError) Is(target error) bool {
 
 func (e *APIError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "GET %s: HTTP %d: ", e.Endpoint, e.StatusCode)
+	method := e.Method
+	if method == "" {
+		method = http.MethodGet
+	}
+	fmt.Fprintf(&b, "%s %s: HTTP %d: ", method, e.Endpoint, e.StatusCode)
 	switch {
 	case e.StatusCode == http.StatusUnauthorized:
 		b.WriteString("the Buildkite API token is invalid, expired or revoked; " + tokenHelp)
+	case e.StatusCode == http.StatusForbidden && e.Scope != "" && e.Method != "":
+		fmt.Fprintf(&b, "the Buildkite API token lacks the %s scope this %s needs; use a token that has it (a separate one: the exporter's own token stays read-only)", e.Scope, method)
 	case e.StatusCode == http.StatusForbidden && e.Scope != "":
 		fmt.Fprintf(&b, "the Buildkite API token lacks the %s scope; add it to the token or %s", e.Scope, tokenHelp)
 	case e.StatusCode == http.StatusForbidden:
@@ -163,12 +170,19 @@ type RedirectError struct {
 	From       string // the base URL's origin, scheme://host:port
 	To         string // the redirect target's origin, scheme://host:port; never its path or query
 	TooMany    bool   // same origin, but more than maxRedirects hops
+	// Write is set for a redirected write (the rebuild's PUT), never followed: a 301 or 302
+	// would turn it into a GET whose answer could pass for the write's.
+	Write string
 }
 
 func (e *RedirectError) Error() string {
 	what := "a redirect"
 	if e.StatusCode != 0 {
 		what = fmt.Sprintf("a redirect (HTTP %d)", e.StatusCode)
+	}
+	if e.Write != "" {
+		return fmt.Sprintf("%s %s: refusing to follow %s to %s: a write is never redirected; Buildkite's API does not redirect API calls, "+
+			"so a proxy in between or --buildkite.api-url is misconfigured", e.Write, e.Endpoint, what, e.To)
 	}
 	if e.TooMany {
 		return fmt.Sprintf("GET %s: refusing to follow %s to %s: more than %d redirects; Buildkite's API does not redirect API calls, "+

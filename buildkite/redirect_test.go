@@ -224,3 +224,29 @@ func TestOrigin(t *testing.T) {
 		}
 	}
 }
+
+// A write is never redirected, not even on its own origin: a 302 would turn the rebuild's PUT
+// into a GET whose answer (a build) could pass for the rebuild's.
+func TestWriteIsNeverRedirected(t *testing.T) {
+	var srv *httptest.Server
+	s := &recorder{}
+	s.next = func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut {
+			w.Header().Set("Location", srv.URL+"/v2/organizations/acme/pipelines/shop/builds/7")
+			w.WriteHeader(http.StatusFound)
+			return
+		}
+		_, _ = w.Write([]byte(`{"id":"b7","number":7,"state":"failed"}`))
+	}
+	srv = httptest.NewServer(s)
+	defer srv.Close()
+	c := newTestClient(t, nil, Config{BaseURL: srv.URL + "/v2/", HTTPClient: &http.Client{}})
+	_, err := c.RebuildBuild(context.Background(), "acme", "shop", 7)
+	var re *RedirectError
+	if !errors.As(err, &re) || re.Write != http.MethodPut || !strings.Contains(err.Error(), "a write is never redirected") {
+		t.Fatalf("err = %v, want a RedirectError for the write", err)
+	}
+	if reqs := s.requests(); len(reqs) != 1 {
+		t.Errorf("%d requests, want the PUT only", len(reqs))
+	}
+}

@@ -63,6 +63,8 @@ const (
 	RoutePipelines      = "/v2/organizations/{org}/pipelines"
 	RoutePipeline       = "/v2/organizations/{org}/pipelines/{pipeline}"
 	RouteAccessToken    = "/v2/access-token"
+	// RouteRebuild is the one write the fake serves: PUT, scope write_builds.
+	RouteRebuild = "/v2/organizations/{org}/pipelines/{pipeline}/builds/{number}/rebuild"
 )
 
 // Option configures a Fake.

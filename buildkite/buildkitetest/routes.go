@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/buildkite"
 )
 
 // serveRoute answers an authenticated, counted, in-scope request.
@@ -18,6 +20,8 @@ func (f *Fake) serveRoute(r *http.Request, rt route, resp *response, tok *token)
 		f.listBuilds(r, rt, q, resp)
 	case RouteBuild:
 		f.getBuild(rt, q, resp)
+	case RouteRebuild:
+		f.rebuild(rt, resp)
 	case RoutePipelines:
 		f.listPipelines(r, rt, q, resp)
 	case RoutePipeline:
@@ -244,4 +248,31 @@ func setLink(h http.Header, r *http.Request, p page, total int) {
 	if len(links) > 0 {
 		h.Set("Link", strings.Join(links, ", "))
 	}
+}
+
+// rebuild creates a new build of the same commit, branch, message and environment as the given
+// one and answers it (reference §7): scheduled, numbered next, rebuilt_from naming the original.
+// Meta-data is not copied: the new build's steps set their own. (The fake's pipelines all
+// allow rebuilds.)
+func (f *Fake) rebuild(rt route, resp *response) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	pp, msg := f.lookup(rt)
+	if pp == nil {
+		resp.message(http.StatusNotFound, msg)
+		return
+	}
+	n, err := strconv.Atoi(rt.num)
+	rec, ok := pp.byNum[n]
+	if err != nil || !ok {
+		resp.message(http.StatusNotFound, msgNoBuild)
+		return
+	}
+	orig := rec.view()
+	nb := buildkite.Build{
+		Commit: orig.Commit, Branch: orig.Branch, Message: orig.Message, Tag: orig.Tag, Source: "api",
+		RebuiltFrom: &buildkite.BuildRef{ID: orig.ID, Number: orig.Number, URL: orig.URL},
+	}
+	created := f.addBuildLocked(rt.org, rt.pipeline, nb)
+	resp.json(http.StatusOK, renderBuild(created, buildOpts{legacyPipelines: f.cfg.legacyPipelineTimes}))
 }

@@ -80,6 +80,8 @@ func matchRoute(path string) (route, bool) {
 		rt.template, rt.pipeline = RoutePipelineBuilds, rest[1]
 	case len(rest) == 4 && rest[0] == "pipelines" && rest[2] == "builds":
 		rt.template, rt.pipeline, rt.num = RouteBuild, rest[1], rest[3]
+	case len(rest) == 5 && rest[0] == "pipelines" && rest[2] == "builds" && rest[4] == "rebuild":
+		rt.template, rt.pipeline, rt.num = RouteRebuild, rest[1], rest[3]
 	default:
 		return route{}, false
 	}
@@ -93,8 +95,18 @@ func requiredScope(template string) string {
 		return "read_pipelines"
 	case RouteAccessToken:
 		return ""
+	case RouteRebuild:
+		return "write_builds"
 	}
 	return "read_builds"
+}
+
+// routeMethod is the HTTP method a route answers: GET but for the rebuild's PUT.
+func routeMethod(template string) string {
+	if template == RouteRebuild {
+		return http.MethodPut
+	}
+	return http.MethodGet
 }
 
 func bearer(r *http.Request) string {
@@ -110,7 +122,7 @@ func bearer(r *http.Request) string {
 func (f *Fake) handle(r *http.Request) (*response, error) {
 	now := f.now()
 	rt, matched := matchRoute(r.URL.Path)
-	if r.Method != http.MethodGet {
+	if r.Method != routeMethod(rt.template) {
 		matched = false
 	}
 	entry := Request{Method: r.Method, Path: r.URL.Path, Route: rt.template, Query: r.URL.Query(), Time: now}
