@@ -84,6 +84,7 @@ func run(args []string) int {
 	cf := registerCheckFlags(checkCmd)
 	rulesCmd := app.Command("rules", "Print the bundled Prometheus recording and alert rules, with the thresholds of --config.file.")
 	grafanaAlertsCmd, gaf := registerGrafanaAlerts(app)
+	rebuildCmd, rf := registerRebuild(app)
 	var badgesURL string
 	backstageCmd := app.Command("backstage", "Print, for every component in the catalog, the Backstage annotations and links that point at the dashboards and alerts, and its README badge lines.")
 	backstageCmd.Flag("badges.url", "The exporter's URL as README readers reach it (a reverse proxy that exposes only /badges/, see docs/badges.md), for the badge lines.").
@@ -114,6 +115,8 @@ func run(args []string) int {
 	switch cmd {
 	case rulesCmd.FullCommand():
 		return printRules(cfg, f, logger)
+	case rebuildCmd.FullCommand():
+		return runRebuild(cfg, f, rf, os.Stdin, isTerminal(os.Stdin), os.Stdout, os.Stderr)
 	case grafanaAlertsCmd.FullCommand():
 		return printGrafanaAlerts(cfg, f, gaf, logger)
 	case backstageCmd.FullCommand():

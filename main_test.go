@@ -1324,3 +1324,66 @@ spec: {owner: %s, type: service, lifecycle: %s}
 		t.Fatal(err)
 	}
 }
+
+// The rebuild command against the fake, over the binary: the fixture's api fails in staging
+// and passes in production.
+func TestRebuildCommand(t *testing.T) {
+	f := buildkitetest.New()
+	components := fixture.Populate(f, time.Now())
+	const writeToken = "bkua_rebuild_0123456789abcdef"
+	f.SetToken(writeToken, buildkite.ScopeReadBuilds, buildkite.ScopeWriteBuilds)
+	apiURL := f.Start()
+	t.Cleanup(f.Close)
+	dir := t.TempDir()
+	if err := fixture.WriteFiles(dir, components); err != nil {
+		t.Fatal(err)
+	}
+	writeFile := filepath.Join(dir, "rebuild-token")
+	if err := os.WriteFile(writeFile, []byte(writeToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) (string, string, int) {
+		cmd := exec.Command(binary, append([]string{"rebuild", "--buildkite.api-url=" + apiURL,
+			"--buildkite.token-file=" + filepath.Join(dir, "token"), "--catalog.file=" + filepath.Join(dir, "catalog")}, args...)...)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			return stdout.String(), stderr.String(), exit.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return stdout.String(), stderr.String(), 0
+	}
+	puts := func() int {
+		n := 0
+		for _, r := range f.Requests() {
+			if r.Method == http.MethodPut {
+				n++
+			}
+		}
+		return n
+	}
+
+	// The exporter's read-only token as the rebuild token: refused before anything, naming the scope.
+	_, stderr, code := run("api", "staging", "--yes", "--rebuild.token-file="+filepath.Join(dir, "token"))
+	if code != 1 || !strings.Contains(stderr, "lacks the write_builds scope") {
+		t.Errorf("read-only rebuild token: exit %d, stderr %q", code, stderr)
+	}
+	_, stderr, code = run("api", "production", "--yes", "--rebuild.token-file="+writeFile)
+	if code != 1 || !strings.Contains(stderr, "is not failing") {
+		t.Errorf("production passes: exit %d, stderr %q", code, stderr)
+	}
+	out, stderr, code := run("api", "staging", "--rebuild.token-file="+writeFile) // stdin /dev/null, no --yes: no answer is no
+	if code != 1 || !strings.Contains(out, "pass --yes") || !strings.Contains(out, "commit   ") || puts() != 0 {
+		t.Errorf("without --yes: exit %d, %d PUTs, stdout %q, stderr %q", code, puts(), out, stderr)
+	}
+	out, stderr, code = run("api", "staging", "--yes", "--rebuild.token-file="+writeFile)
+	if code != 0 || !strings.Contains(out, "Rebuilding: build #") || !strings.Contains(out, "version") || puts() != 1 {
+		t.Errorf("rebuild: exit %d, %d PUTs, stdout %q, stderr %q", code, puts(), out, stderr)
+	}
+	if strings.Contains(out+stderr, writeToken) || strings.Contains(out+stderr, fixture.Token) {
+		t.Error("a token appears in the output")
+	}
+}
