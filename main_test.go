@@ -211,7 +211,7 @@ var contract = []string{
 	"buildkite_deployment_approval_wait_seconds", "buildkite_deployment_last_finished_timestamp_seconds",
 	"buildkite_deployment_failing", "buildkite_deployment_info", "buildkite_deployments_running",
 	"buildkite_deployments_awaiting_approval", "buildkite_deployment_slo_objective_ratio",
-	"buildkite_up", "buildkite_exporter_last_successful_poll_timestamp_seconds",
+	"buildkite_deployment_last_build_number", "buildkite_up", "buildkite_exporter_last_successful_poll_timestamp_seconds",
 	"buildkite_exporter_api_requests_total", "buildkite_exporter_api_rate_limit_remaining",
 	"buildkite_exporter_api_rate_limit_limit", "buildkite_exporter_catalog_components",
 	"buildkite_exporter_catalog_errors", "buildkite_exporter_build_info",
