@@ -177,6 +177,15 @@ func TestCompactionKeepsCounters(t *testing.T) {
 		ignore := func(k string) bool {
 			return strings.HasPrefix(k, "buildkite_exporter_last_successful") || strings.HasPrefix(k, "buildkite_exporter_poll_duration")
 		}
+		lastBuilds := 0
+		for k := range before {
+			if strings.HasPrefix(k, "buildkite_deployment_last_build_number") {
+				lastBuilds++
+			}
+		}
+		if lastBuilds != 3 {
+			t.Errorf("%d buildkite_deployment_last_build_number series before the restart, want one per state", lastBuilds)
+		}
 		for k := range before {
 			if ignore(k) {
 				delete(before, k)
