@@ -241,3 +241,10 @@ func TestAge(t *testing.T) {
 		}
 	}
 }
+
+func newServer(t *testing.T, h http.Handler) string {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
