@@ -468,11 +468,21 @@ scrape_configs:
 	if base != alerts.DefaultRunbookURL || !runbookAnchors(t)[anchor] {
 		t.Errorf("runbook_url %q: want %s#<a heading of docs/runbook.md>", rb, alerts.DefaultRunbookURL)
 	}
+	// One click from the notification to the failed build, where Buildkite's Rebuild button is.
+	failedBuild := fmt.Sprintf("https://buildkite.com/%s/%s/builds/%d", org, pipeline, number)
+	if got := failing.Annotations["build_url"]; got != failedBuild {
+		t.Errorf("BuildkiteDeploymentFailing build_url %q, want %s", got, failedBuild)
+	}
 	// The info feed got the failure too, and the info alert went nowhere else.
+	var failed alert
 	waitFor(ctx, t, "BuildkiteDeploymentFailed in the feed", func() bool {
-		_, ok := recv.find(0, "/hooks/feed", "BuildkiteDeploymentFailed", "firing")
+		var ok bool
+		failed, ok = recv.find(0, "/hooks/feed", "BuildkiteDeploymentFailed", "firing")
 		return ok
 	})
+	if got := failed.Annotations["build_url"]; got != failedBuild {
+		t.Errorf("BuildkiteDeploymentFailed build_url %q, want %s", got, failedBuild)
+	}
 	for _, n := range recv.all() {
 		for _, a := range n.Alerts {
 			if a.Labels["severity"] == "info" && n.path != "/hooks/feed" {
