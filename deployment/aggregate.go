@@ -304,12 +304,26 @@ func hist(m map[string]*histogram, k string) *histogram {
 
 // Apply counts one deployment outcome. Records with a state other than passed, failed, canceled
 // are ignored (the collector never makes them).
-func (a *Aggregate) Apply(r store.Record) {
+func (a *Aggregate) Apply(r store.Record) { a.ApplyObserved(r) }
+
+// Observation is what applying one record counted: whether it was counted at all, and the value
+// each histogram observed (Has* false where that histogram observed nothing). The report package
+// reads it to compute exact percentiles with this package's own rules (which records have a
+// duration, and the recovery a pass ends), so that its numbers are the exporter's.
+type Observation struct {
+	Counted                                                bool
+	HasDuration, HasLeadTime, HasRecovery, HasApprovalWait bool
+	Duration, LeadTime, Recovery, ApprovalWait             float64 // seconds
+}
+
+// ApplyObserved is Apply, returning what it observed.
+func (a *Aggregate) ApplyObserved(r store.Record) (o Observation) {
 	switch r.State {
 	case statePassed, stateFailed, stateCanceled:
 	default:
-		return
+		return o
 	}
+	o.Counted = true
 	ek := envKey(r.Component, r.Environment)
 	a.Pipelines[joinKey(r.Component, r.Environment, r.Pipeline)] = true
 	if a.withRecords != nil {
@@ -321,9 +335,11 @@ func (a *Aggregate) Apply(r store.Record) {
 		a.LastFinished[sk] = r.FinishedAt
 	}
 	if r.State != stateCanceled && !r.StartedAt.IsZero() && !r.FinishedAt.Before(r.StartedAt) {
-		hist(a.Duration, sk).observe(config.DurationBuckets, r.FinishedAt.Sub(r.StartedAt).Seconds())
+		o.HasDuration, o.Duration = true, r.FinishedAt.Sub(r.StartedAt).Seconds()
+		hist(a.Duration, sk).observe(config.DurationBuckets, o.Duration)
 	}
 	if r.ApprovalWaitSeconds >= 0 {
+		o.HasApprovalWait, o.ApprovalWait = true, r.ApprovalWaitSeconds
 		hist(a.ApprovalWait, ek).observe(approvalWaitBuckets, r.ApprovalWaitSeconds)
 	}
 	es := a.Envs[ek]
@@ -334,6 +350,7 @@ func (a *Aggregate) Apply(r store.Record) {
 	switch r.State {
 	case statePassed:
 		if r.LeadTimeSeconds >= 0 {
+			o.HasLeadTime, o.LeadTime = true, r.LeadTimeSeconds
 			hist(a.LeadTime, ek).observe(leadTimeBuckets, r.LeadTimeSeconds)
 		}
 		if !r.FinishedAt.Before(es.DeployedAt) {
@@ -341,19 +358,21 @@ func (a *Aggregate) Apply(r store.Record) {
 			es.DeployedPipeline, es.DeployedBuildNumber, es.DeployedWebURL = r.Pipeline, r.BuildNumber, r.WebURL
 		}
 		if r.FinishedAt.Before(es.Latest) {
-			return
+			return o
 		}
 		if !es.FailedSince.IsZero() {
-			hist(a.Recovery, ek).observe(recoveryBuckets, r.FinishedAt.Sub(es.FailedSince).Seconds())
+			o.HasRecovery, o.Recovery = true, r.FinishedAt.Sub(es.FailedSince).Seconds()
+			hist(a.Recovery, ek).observe(recoveryBuckets, o.Recovery)
 		}
 		es.Latest, es.Failing, es.FailedSince = r.FinishedAt, false, time.Time{}
 	case stateFailed:
 		if r.FinishedAt.Before(es.Latest) {
-			return
+			return o
 		}
 		es.Latest, es.Failing = r.FinishedAt, true
 		if es.FailedSince.IsZero() {
 			es.FailedSince = r.FinishedAt
 		}
 	}
+	return o
 }
