@@ -284,7 +284,7 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 //go:embed report.html
 var pageTemplate string
 
-var page = template.Must(template.New("report").Funcs(template.FuncMap{"level": levelName}).Parse(pageTemplate))
+var pageTmpl = template.Must(template.New("report").Funcs(template.FuncMap{"level": levelName}).Parse(pageTemplate))
 
 // chartLabel is a bucket's label on the x axis.
 func (r *Report) chartLabels() []string {
@@ -332,7 +332,7 @@ func (r *Report) WriteHTML(w io.Writer) error {
 		"Made":     r.GeneratedAt.Format(time.RFC3339),
 	}
 	bw := bufio.NewWriter(w)
-	if err := page.Execute(bw, data); err != nil {
+	if err := pageTmpl.Execute(bw, data); err != nil {
 		return err
 	}
 	return bw.Flush()

@@ -102,9 +102,9 @@ type Report struct {
 
 // Filter echoes the options that selected the rows.
 type Filter struct {
-	Component   string `json:"component,omitempty"`
-	Environment string `json:"environment,omitempty"`
-	GroupBy     string `json:"group_by,omitempty"`
+	Component   string `json:"component"`
+	Environment string `json:"environment"`
+	GroupBy     string `json:"group_by"`
 }
 
 // Keys are the figures of one period.

@@ -14,7 +14,7 @@ import (
 
 const (
 	chartW, chartH          = 720.0, 220.0
-	padL, padR, padT, padB  = 52.0, 12.0, 14.0, 30.0
+	padL, padR, padT, padB  = 52.0, 12.0, 18.0, 30.0
 	plotW, plotH            = chartW - padL - padR, chartH - padT - padB
 	maxXLabels              = 12
 	yTicks                  = 4
@@ -78,7 +78,7 @@ func stackedBars(title string, labels []string, series []barSeries) string {
 		}
 		top = max(top, sum)
 	}
-	ymax := niceMax(float64(top))
+	ymax := niceMax(float64(max(top, yTicks))) // counts: whole-number ticks
 	frame(&sb, title, labels, ymax, fmtNum)
 	n := float64(len(labels))
 	slot := plotW / max(n, 1)
@@ -126,6 +126,7 @@ func lineChart(title string, labels []string, values []*float64) string {
 	unit, per := durationUnit(top)
 	ymax := niceMax(top / per)
 	frame(&sb, title+" ("+unit+")", labels, ymax, fmtNum)
+	fmt.Fprintf(&sb, `<text class="axis unit" x="%.1f" y="%.1f">%s</text>`, padL+4, padT-3, unit)
 	n := float64(len(labels))
 	var path strings.Builder
 	var points strings.Builder
