@@ -392,3 +392,51 @@ func TestOptionsValidate(t *testing.T) {
 		}
 	}
 }
+
+// compactingLog compacts the log in the middle of the first replay, as the exporter's
+// retention may while /api/v1/report reads.
+type compactingLog struct {
+	*store.Memory
+	cutoff  time.Time
+	replays int
+}
+
+func (l *compactingLog) Replay(fn func(store.Record) error) error {
+	l.replays++
+	n := 0
+	return l.Memory.Replay(func(r store.Record) error {
+		if n++; n == 10 && l.replays == 1 {
+			if err := l.Compact(l.cutoff, deployment.Fold); err != nil {
+				return err
+			}
+		}
+		return fn(r)
+	})
+}
+
+// TestCompactionDuringReport: a compaction while the report reads makes it start again on the
+// new base, and it then equals a report of the compacted log.
+func TestCompactionDuringReport(t *testing.T) {
+	recs := randomLog(rand.New(rand.NewPCG(7, 7)), 300)
+	cutoff := epoch.Add(10 * 24 * time.Hour)
+	l := &compactingLog{Memory: memoryLog(t, recs), cutoff: cutoff}
+	o := Options{Since: epoch.Add(30 * 24 * time.Hour), Until: epoch.Add(37 * 24 * time.Hour)}
+	got, err := Build(context.Background(), l, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.replays != 2 || got.CompactedRecords == 0 {
+		t.Fatalf("%d replays, %d compacted: the report did not start again on the compacted log", l.replays, got.CompactedRecords)
+	}
+	ref := memoryLog(t, recs)
+	if err := ref.Compact(cutoff, deployment.Fold); err != nil {
+		t.Fatal(err)
+	}
+	want, err := Build(context.Background(), ref, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("report across a compaction differs from one of the compacted log (-want +got):\n%s", diff)
+	}
+}

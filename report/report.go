@@ -457,27 +457,42 @@ type Log interface {
 
 // Build reads the whole log (recoveries start before the window) and returns the report. ctx
 // bounds the read: Build stops with ctx's error once it ends.
+//
+// The base and the records are read in separate steps, so that a running exporter keeps
+// writing meanwhile; a compaction between them would fold records into a base this report did
+// not read. Build then starts again, once.
 func Build(ctx context.Context, l Log, o Options) (*Report, error) {
-	st, err := l.Load()
-	if err != nil {
-		return nil, err
-	}
-	b, err := NewBuilder(st, o)
-	if err != nil {
-		return nil, err
-	}
-	n := 0
-	err = l.Replay(func(r store.Record) error {
-		if n++; n%4096 == 0 {
-			if err := ctx.Err(); err != nil {
-				return fmt.Errorf("report stopped after %d records: %w", n, err)
-			}
+	for attempt := 0; ; attempt++ {
+		st, err := l.Load()
+		if err != nil {
+			return nil, err
 		}
-		b.Add(r)
-		return nil
-	})
-	if err != nil {
-		return nil, err
+		b, err := NewBuilder(st, o)
+		if err != nil {
+			return nil, err
+		}
+		n := 0
+		err = l.Replay(func(r store.Record) error {
+			if n++; n%4096 == 0 {
+				if err := ctx.Err(); err != nil {
+					return fmt.Errorf("report stopped after %d records: %w", n, err)
+				}
+			}
+			b.Add(r)
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		after, err := l.Load()
+		if err != nil {
+			return nil, err
+		}
+		if after.Compacted == st.Compacted {
+			return b.Report(), nil
+		}
+		if attempt > 0 {
+			return nil, errors.New("the deployment log was compacted twice while the report read it; try again")
+		}
 	}
-	return b.Report(), nil
 }
