@@ -105,6 +105,9 @@ func TestBrowser(t *testing.T) {
 	if n := eval(`document.querySelectorAll("#components tbody tr").length`); n != len(rep.Rows) {
 		t.Errorf("%d component rows, want %d", n, len(rep.Rows))
 	}
+	if n := eval(`document.querySelectorAll("#totals tbody tr").length`); n != len(rep.Totals) {
+		t.Errorf("%d summary rows, want %d", n, len(rep.Totals))
+	}
 	if n := eval(`document.querySelectorAll("#owners tbody tr").length`); n != len(rep.Groups) {
 		t.Errorf("%d owner rows, want %d", n, len(rep.Groups))
 	}

@@ -262,6 +262,47 @@ func TestExactRandom(t *testing.T) {
 				if len(rep.Notes) != 0 {
 					t.Errorf("notes for a window after the compacted records: %q", rep.Notes)
 				}
+				// Totals pool the direct counts of every component of an environment.
+				pool := func(m map[rowKey]*direct) map[string]*direct {
+					out := map[string]*direct{}
+					for k, d := range m {
+						if o.Environment != "" && k.environment != o.Environment {
+							continue
+						}
+						p := out[k.environment]
+						if p == nil {
+							p = &direct{}
+							out[k.environment] = p
+						}
+						p.passed, p.failed, p.canceled = p.passed+d.passed, p.failed+d.failed, p.canceled+d.canceled
+						p.lead = append(p.lead, d.lead...)
+						p.recovery = append(p.recovery, d.recovery...)
+						p.approval = append(p.approval, d.approval...)
+						p.duration = append(p.duration, d.duration...)
+					}
+					return out
+				}
+				pc, pp := pool(cur), pool(prev)
+				wantTotals := map[string][2]Keys{}
+				for _, k := range []map[string]*direct{pc, pp} {
+					for env := range k {
+						c, p := pc[env], pp[env]
+						if c == nil {
+							c = &direct{}
+						}
+						if p == nil {
+							p = &direct{}
+						}
+						wantTotals[env] = [2]Keys{c.keys(days), p.keys(days)}
+					}
+				}
+				gotTotals := map[string][2]Keys{}
+				for _, tt := range rep.Totals {
+					gotTotals[tt.Environment] = [2]Keys{tt.Current, tt.Previous}
+				}
+				if diff := cmp.Diff(wantTotals, gotTotals); diff != "" {
+					t.Errorf("window %s + %v: totals differ from the pooled direct count (-want +got):\n%s", o.Since.Format(time.RFC3339), w, diff)
+				}
 			}
 
 			// A window over everything (nothing compacted) counts what the exporter's fold counts.

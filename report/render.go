@@ -173,6 +173,16 @@ func lineOf(cur, prev Keys) line {
 	}
 }
 
+func (r *Report) totalLines() []line {
+	var out []line
+	for _, t := range r.Totals {
+		l := lineOf(t.Current, t.Previous)
+		l.Environment, l.Components, l.Levels = t.Environment, t.Components, t.Levels
+		out = append(out, l)
+	}
+	return out
+}
+
 func (r *Report) lines() (rows, groups []line, owners bool) {
 	for _, row := range r.Rows {
 		l := lineOf(row.Current, row.Previous)
@@ -243,6 +253,18 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		p("> **Note:** %s\n\n", mdEscape(n))
 	}
 	rows, groups, owners := r.lines()
+	if totals := r.totalLines(); len(totals) > 0 {
+		// A list, not a table: it reads the same in a chat that renders no tables.
+		p("## Summary\n\n")
+		for i, l := range totals {
+			t := r.Totals[i]
+			p("- **%s**: %s deployments of %d component(s), %s per day, change failure rate %s, lead time p50 %s, recovery p50 %s. DORA levels: frequency %s, lead time %s, failures %s, recovery %s.\n",
+				mdEscape(l.Environment), l.Deployments, l.Components, l.Frequency, l.FailureRate,
+				withChange(fmtDuration(t.Current.LeadTimeP50), changeDuration(t.Current.LeadTimeP50, t.Previous.LeadTimeP50)), l.Recovery,
+				levelName(l.Levels.DeploymentFrequency), levelName(l.Levels.LeadTime), levelName(l.Levels.ChangeFailureRate), levelName(l.Levels.RecoveryTime))
+		}
+		p("\n")
+	}
 	levels := func(l Levels) string {
 		return levelName(l.DeploymentFrequency) + " / " + levelName(l.LeadTime) + " / " + levelName(l.ChangeFailureRate) + " / " + levelName(l.RecoveryTime)
 	}
@@ -324,6 +346,7 @@ func (r *Report) WriteHTML(w io.Writer) error {
 		"LeadTime": template.HTML(lineChart("Lead time p50 per "+step, labels, lead)),
 		"Rows":     rows,
 		"Groups":   groups,
+		"Totals":   r.totalLines(),
 		"Owners":   owners,
 		"Method":   r.methodText(),
 		"Since":    r.Since.Format(time.RFC3339),

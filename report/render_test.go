@@ -137,6 +137,10 @@ func TestFixtureFigures(t *testing.T) {
 	if len(rep.Groups) != 4 || rep.Groups[0].Owner != "" || rep.Groups[1].Owner != "team-payments" || rep.Groups[1].Components != 2 {
 		t.Errorf("groups %+v", rep.Groups)
 	}
+	if len(rep.Totals) != 2 || rep.Totals[0].Environment != "production" || rep.Totals[0].Components != 4 ||
+		rep.Totals[0].Current.Deployments != 21+4+0+1 || rep.Totals[1].Current.Deployments != 7 {
+		t.Errorf("totals %+v", rep.Totals)
+	}
 	var sum int
 	for _, b := range rep.Series.Buckets {
 		sum += b.Passed + b.Failed + b.Canceled
@@ -195,12 +199,13 @@ func TestJSONSchemaDocumented(t *testing.T) {
 	for k := range documented {
 		expand[k] = true
 		if rest, ok := strings.CutPrefix(k, "rows[].current."); ok {
-			for _, p := range []string{"rows[].previous.", "groups[].current.", "groups[].previous."} {
+			for _, p := range []string{"rows[].previous.", "groups[].current.", "groups[].previous.", "totals[].current.", "totals[].previous."} {
 				expand[p+rest] = true
 			}
 		}
 		if rest, ok := strings.CutPrefix(k, "rows[].dora_levels."); ok {
 			expand["groups[].dora_levels."+rest] = true
+			expand["totals[].dora_levels."+rest] = true
 		}
 	}
 	var missing, extra []string

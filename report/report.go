@@ -103,9 +103,11 @@ type Report struct {
 	// CompactedRecords counts the records ever folded into totals (--storage.retention).
 	CompactedRecords uint64   `json:"compacted_records"`
 	Notes            []string `json:"notes"`
-	Rows             []Row    `json:"rows"`
-	Groups           []Group  `json:"groups,omitempty"`
-	Series           Series   `json:"series"`
+	// Totals pool every row of an environment: the one line a weekly review starts with.
+	Totals []Total `json:"totals"`
+	Rows   []Row   `json:"rows"`
+	Groups []Group `json:"groups,omitempty"`
+	Series Series  `json:"series"`
 }
 
 // Filter echoes the options that selected the rows.
@@ -158,6 +160,15 @@ type Row struct {
 // over all their deployments, not an average of theirs).
 type Group struct {
 	Owner       string `json:"owner"`
+	Environment string `json:"environment"`
+	Components  int    `json:"components"`
+	Current     Keys   `json:"current"`
+	Previous    Keys   `json:"previous"`
+	Levels      Levels `json:"dora_levels"`
+}
+
+// Total is every selected component in one environment, their values pooled like a Group's.
+type Total struct {
 	Environment string `json:"environment"`
 	Components  int    `json:"components"`
 	Current     Keys   `json:"current"`
@@ -366,7 +377,7 @@ func (b *Builder) Report() *Report {
 		Filter:           Filter{Component: o.Component, Environment: o.Environment},
 		PercentileMethod: PercentileMethod, LevelsSource: LevelsSource,
 		RecordsRead: b.read, CompactedRecords: b.compacted,
-		Notes: []string{}, Rows: []Row{},
+		Notes: []string{}, Totals: []Total{}, Rows: []Row{},
 	}
 	if o.GroupByOwner {
 		r.Filter.GroupBy = "owner"
@@ -402,9 +413,21 @@ func (b *Builder) Report() *Report {
 	type groupKey struct{ owner, environment string }
 	groups := map[groupKey]*rowSamples{}
 	members := map[groupKey]int{}
+	totals := map[string]*rowSamples{}
+	envMembers := map[string]int{}
+	var envs []string
 	for _, k := range keys {
 		rs := b.rows[k]
 		e := o.Catalog[k.component]
+		t := totals[k.environment]
+		if t == nil {
+			t = &rowSamples{}
+			totals[k.environment] = t
+			envs = append(envs, k.environment)
+		}
+		t.cur.merge(&rs.cur)
+		t.prev.merge(&rs.prev)
+		envMembers[k.environment]++
 		if o.GroupByOwner {
 			gk := groupKey{e.Owner, k.environment}
 			g := groups[gk]
@@ -421,6 +444,14 @@ func (b *Builder) Report() *Report {
 		row.Levels = LevelsOf(row.Current)
 		r.Rows = append(r.Rows, row)
 		delete(b.rows, k) // its samples are no longer needed
+	}
+	slices.Sort(envs)
+	r.Totals = []Total{}
+	for _, env := range envs {
+		t := Total{Environment: env, Components: envMembers[env],
+			Current: totals[env].cur.keys(days, curComplete), Previous: totals[env].prev.keys(days, prevComplete)}
+		t.Levels = LevelsOf(t.Current)
+		r.Totals = append(r.Totals, t)
 	}
 	if o.GroupByOwner {
 		gks := make([]groupKey, 0, len(groups))
