@@ -255,7 +255,7 @@ func TestRenderAndMemorySmall(t *testing.T) {
 
 	// The report stage reads the same store: every record, and a figure for each format.
 	figs = newFigures("")
-	if err := reportFigures(figs, dir, 7*24*time.Hour); err != nil {
+	if err := reportFigures(figs, dir, 7*24*time.Hour, ""); err != nil {
 		t.Fatal(err)
 	}
 	got = map[string]float64{}

@@ -23,7 +23,7 @@ const reportTarget = 5 * time.Second
 // the command does (read-only open, every record replayed, the rows of every component), and
 // measures its time and memory; then the rendering of each format. The memory to compare with
 // is the exporter's own on the same log (the memory stage: about 150 MiB RSS after its replay).
-func reportFigures(figs *figures, dir string, window time.Duration) error {
+func reportFigures(figs *figures, dir string, window time.Duration, cpuProfile string) error {
 	if _, err := os.Stat(filepath.Join(dir, store.DBFileName)); err != nil {
 		return fmt.Errorf("deployreport: no store at %s; make one with bench mkstore: %w", dir, err)
 	}
@@ -34,6 +34,16 @@ func reportFigures(figs *figures, dir string, window time.Duration) error {
 		sec += ", GOMEMLIMIT=" + os.Getenv("GOMEMLIMIT")
 	}
 	before := procStatus()
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
+	}
 	began, beganCPU := time.Now(), cputime.Process()
 	l, err := store.OpenBoltReadOnly(dir, store.BoltOptions{})
 	if err != nil {

@@ -85,6 +85,7 @@ func run(args []string) error {
 	case "deployreport":
 		dir := fs.String("dir", "", "storage path made by bench mkstore")
 		window := fs.Duration("window", 7*24*time.Hour, "report window, ending now")
+		cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the report to this file")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
@@ -92,7 +93,7 @@ func run(args []string) error {
 			return errors.New("deployreport: -dir is required")
 		}
 		figs := newFigures(*out)
-		if err := reportFigures(figs, *dir, *window); err != nil {
+		if err := reportFigures(figs, *dir, *window, *cpuProfile); err != nil {
 			return err
 		}
 		return figs.flush()

@@ -4,8 +4,9 @@
 // values (Builder) plus rendering (HTML, Markdown, JSON); the report command and the exporter's
 // /api/v1/report feed it from the log.
 //
-// The numbers are the exporter's: every record goes through deployment.Aggregate.ApplyObserved,
-// in the log's order and on top of the compacted base, so a count, a duration, a lead time, an
+// The numbers are the exporter's: every record goes through deployment.Aggregate.ApplyObserved
+// (ApplyState outside the two periods, which keeps the same series state without counting), in
+// the log's order and on top of the compacted base, so a count, a duration, a lead time, an
 // approval wait and a recovery (failed → next passed, deployment/aggregate.go) are exactly what
 // the exporter's counters and histograms observed. Only the percentiles differ from Grafana's:
 // they come from the observed values themselves (nearest rank), where histogram_quantile
@@ -328,12 +329,14 @@ func (b *Builder) Add(r store.Record) {
 	if (b.opts.Component != "" && r.Component != b.opts.Component) || (b.opts.Environment != "" && r.Environment != b.opts.Environment) {
 		return // the series are independent: leaving others out changes nothing of these
 	}
-	o := b.agg.ApplyObserved(r)
-	if !o.Counted {
-		return
-	}
 	t := r.FinishedAt
 	if t.Before(b.prevSince) || !t.Before(b.opts.Until) {
+		// Outside both periods: only the state a later recovery starts from matters.
+		b.agg.ApplyState(r)
+		return
+	}
+	o := b.agg.ApplyObserved(r)
+	if !o.Counted {
 		return
 	}
 	k := rowKey{r.Component, r.Environment}
