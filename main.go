@@ -72,6 +72,7 @@ type flags struct {
 	runbookURL             string
 	log                    logging.Config
 	toolkit                *web.FlagConfig
+	enableReportAPI        bool
 }
 
 func main() { os.Exit(run(os.Args[1:])) }
@@ -89,6 +90,8 @@ func run(args []string) int {
 	backstageCmd := app.Command("backstage", "Print, for every component in the catalog, the Backstage annotations and links that point at the dashboards and alerts, and its README badge lines.")
 	backstageCmd.Flag("badges.url", "The exporter's URL as README readers reach it (a reverse proxy that exposes only /badges/, see docs/badges.md), for the badge lines.").
 		Default(placeholderBadgesURL).StringVar(&badgesURL)
+	reportCmd := app.Command("report", "Deployment performance report (DORA keys, percentiles, change against the previous period) per component and environment, from the deployment log in --storage.path or from a running exporter (--from-url).")
+	repf := registerReportFlags(reportCmd)
 	app.Version(version.Print(exporterName))
 	app.UsageWriter(os.Stdout)
 	app.HelpFlag.Short('h')
@@ -105,6 +108,9 @@ func run(args []string) int {
 	}
 	if cmd == checkCmd.FullCommand() {
 		return check(f, cf, logger) // reports every --config.file problem itself
+	}
+	if cmd == reportCmd.FullCommand() {
+		return runReport(f, repf, logger) // reads the log, needs no --config.file
 	}
 	cfg, err := config.Load(f.configFile)
 	if err != nil {
@@ -155,6 +161,8 @@ func registerFlags(app *kingpin.Application) *flags {
 	app.Flag("alerts.runbook-url", "Base URL of the runbook the rules' runbook_url annotations point at (rules command).").
 		Default(alerts.DefaultRunbookURL).StringVar(&f.runbookURL)
 	logging.AddFlags(app, &f.log)
+	app.Flag("web.enable-report-api", "Serve "+reportAPIPath+", the data of the report command (report --from-url), behind --web.config.file like /metrics. Each request reads the whole deployment log; one runs at a time.").
+		BoolVar(&f.enableReportAPI)
 	f.toolkit = kingpinflag.AddFlags(app, ":10150")
 	return f
 }
@@ -326,8 +334,12 @@ func serve(f *flags, cfg *config.Config, logger log.Logger, slogger *slog.Logger
 		}
 	})
 
+	var reportHandler http.Handler
+	if f.enableReportAPI {
+		reportHandler = newReportAPI(deployLog, func() []backstage.Component { return catalog.Snapshot().Components }, log.With(logger, "component", "report"))
+	}
 	srv := &http.Server{
-		Handler: webguard.New(webConfig).Handler(newMux(f, coll, bodies, reloader, statusSource{coll, catalog, client},
+		Handler: webguard.New(webConfig).Handler(newMux(f, coll, bodies, reloader, reportHandler, statusSource{coll, catalog, client},
 			prometheus.Gatherers{exporterReg, reg}, exporterReg, logger, func() bool { return catalog.Ready() && tokenCheck.Ready() && coll.Ready() })),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
@@ -382,7 +394,7 @@ const shutdownGrace = 30 * time.Second
 // newMux serves the metrics, health and readiness endpoints and the landing page. /metrics is
 // the exporter's own registries (gathered at each scrape, merged as node_exporter merges them)
 // followed by the deployment series of the latest snapshot, from bodies.
-func newMux(f *flags, coll *collector.Collector, bodies *exposition.Bodies, reloader *reload.Reloader, src status.Source,
+func newMux(f *flags, coll *collector.Collector, bodies *exposition.Bodies, reloader *reload.Reloader, reportAPI http.Handler, src status.Source,
 	own prometheus.Gatherer, exporterReg *prometheus.Registry, logger log.Logger, ready func() bool,
 ) http.Handler {
 	mux := http.NewServeMux()
@@ -390,6 +402,9 @@ func newMux(f *flags, coll *collector.Collector, bodies *exposition.Bodies, relo
 	// Badges render the same snapshot as /metrics, behind the same web config; docs/badges.md
 	// says how to expose only /badges/ publicly.
 	mux.Handle(badge.Prefix, badge.NewHandler(coll.Snapshot, badge.Options{MaxAge: time.Duration(f.pollInterval)}))
+	if reportAPI != nil {
+		mux.Handle(reportAPIPath, reportAPI)
+	}
 	mux.Handle("/status", status.NewHandler(src, status.Options{Version: version.Version, Logger: log.With(logger, "component", "status")}))
 	handler := exposition.NewHandler(coll.Snapshot, own, exposition.HandlerOpts{
 		Logger: logger, MaxRequestsInFlight: f.maxRequests, Bodies: bodies,
@@ -406,16 +421,20 @@ func newMux(f *flags, coll *collector.Collector, bodies *exposition.Bodies, relo
 		fmt.Fprintln(w, "Ready")
 	})
 	if f.metricsPath != "/" {
+		links := []web.LandingLinks{
+			{Address: f.metricsPath, Text: "Metrics"},
+			{Address: "/status", Text: "Status: components, pipelines and their problems"},
+			{Address: "/-/healthy", Text: "Health"},
+			{Address: "/-/ready", Text: "Readiness"},
+		}
+		if reportAPI != nil {
+			links = append(links, web.LandingLinks{Address: reportAPIPath, Text: "Report data of the last 7 days (JSON)"})
+		}
 		landing, err := web.NewLandingPage(web.LandingConfig{
 			Name:        "Buildkite deployments exporter",
 			Description: "Deployment frequency, duration, failures, recovery, lead time and SLOs of Backstage components built on Buildkite",
 			Version:     version.Info(),
-			Links: []web.LandingLinks{
-				{Address: f.metricsPath, Text: "Metrics"},
-				{Address: "/status", Text: "Status: components, pipelines and their problems"},
-				{Address: "/-/healthy", Text: "Health"},
-				{Address: "/-/ready", Text: "Readiness"},
-			},
+			Links:       links,
 			// The exporter serves no /debug/pprof: show only links that work.
 			Profiling: "false",
 		})

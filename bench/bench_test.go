@@ -252,4 +252,17 @@ func TestRenderAndMemorySmall(t *testing.T) {
 	if got["RSS with every body cached (protobuf, OpenMetrics, text warmed by the poller)"] <= 0 || got["RSS with the text body cached (warmed by the poller)"] <= 0 {
 		t.Errorf("no RSS measured: %v", got)
 	}
+
+	// The report stage reads the same store: every record, and a figure for each format.
+	figs = newFigures("")
+	if err := reportFigures(figs, dir, 7*24*time.Hour, ""); err != nil {
+		t.Fatal(err)
+	}
+	got = map[string]float64{}
+	for _, f := range figs.all {
+		got[f.Name] = f.Value
+	}
+	if got["records read"] != 3000 || got["report over the whole log (open, replay, compute)"] <= 0 || got["render html"] <= 0 {
+		t.Errorf("report figures: %v", got)
+	}
 }

@@ -7,6 +7,7 @@
 //	bench render  -components 1000,10000 -out figures.jsonl
 //	bench mkstore -dir DIR -components 10000 -records 1000000
 //	bench memory  -dir DIR -components 10000 -out figures.jsonl
+//	bench deployreport -dir DIR [-window 168h] -out figures.jsonl
 //	bench report  -in figures.jsonl [-md table.md]
 package main
 
@@ -17,6 +18,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 )
 
 func main() {
@@ -26,7 +28,7 @@ func main() {
 	}
 }
 
-var errUsage = errors.New("usage: bench render|mkstore|memory|report [flags]; bench <command> -h lists the flags")
+var errUsage = errors.New("usage: bench render|mkstore|memory|deployreport|report [flags]; bench <command> -h lists the flags")
 
 func run(args []string) error {
 	if len(args) == 0 {
@@ -77,6 +79,21 @@ func run(args []string) error {
 		}
 		figs := newFigures(*out)
 		if err := memoryFigures(figs, *dir, *comps, *profile); err != nil {
+			return err
+		}
+		return figs.flush()
+	case "deployreport":
+		dir := fs.String("dir", "", "storage path made by bench mkstore")
+		window := fs.Duration("window", 7*24*time.Hour, "report window, ending now")
+		cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the report to this file")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		if *dir == "" {
+			return errors.New("deployreport: -dir is required")
+		}
+		figs := newFigures(*out)
+		if err := reportFigures(figs, *dir, *window, *cpuProfile); err != nil {
 			return err
 		}
 		return figs.flush()

@@ -309,12 +309,26 @@ func hist(m map[string]*histogram, k string) *histogram {
 
 // Apply counts one deployment outcome. Records with a state other than passed, failed, canceled
 // are ignored (the collector never makes them).
-func (a *Aggregate) Apply(r store.Record) {
+func (a *Aggregate) Apply(r store.Record) { a.ApplyObserved(r) }
+
+// Observation is what applying one record counted: whether it was counted at all, and the value
+// each histogram observed (Has* false where that histogram observed nothing). The report package
+// reads it to compute exact percentiles with this package's own rules (which records have a
+// duration, and the recovery a pass ends), so that its numbers are the exporter's.
+type Observation struct {
+	Counted                                                bool
+	HasDuration, HasLeadTime, HasRecovery, HasApprovalWait bool
+	Duration, LeadTime, Recovery, ApprovalWait             float64 // seconds
+}
+
+// ApplyObserved is Apply, returning what it observed.
+func (a *Aggregate) ApplyObserved(r store.Record) (o Observation) {
 	switch r.State {
 	case statePassed, stateFailed, stateCanceled:
 	default:
-		return
+		return o
 	}
+	o.Counted = true
 	ek := envKey(r.Component, r.Environment)
 	a.Pipelines[joinKey(r.Component, r.Environment, r.Pipeline)] = true
 	if a.withRecords != nil {
@@ -327,11 +341,40 @@ func (a *Aggregate) Apply(r store.Record) {
 		a.LastFinished[sk] = r.FinishedAt
 	}
 	if r.State != stateCanceled && !r.StartedAt.IsZero() && !r.FinishedAt.Before(r.StartedAt) {
-		hist(a.Duration, sk).observe(config.DurationBuckets, r.FinishedAt.Sub(r.StartedAt).Seconds())
+		o.HasDuration, o.Duration = true, r.FinishedAt.Sub(r.StartedAt).Seconds()
+		hist(a.Duration, sk).observe(config.DurationBuckets, o.Duration)
 	}
 	if r.ApprovalWaitSeconds >= 0 {
+		o.HasApprovalWait, o.ApprovalWait = true, r.ApprovalWaitSeconds
 		hist(a.ApprovalWait, ek).observe(approvalWaitBuckets, r.ApprovalWaitSeconds)
 	}
+	if r.State == statePassed && r.LeadTimeSeconds >= 0 {
+		o.HasLeadTime, o.LeadTime = true, r.LeadTimeSeconds
+		hist(a.LeadTime, ek).observe(leadTimeBuckets, r.LeadTimeSeconds)
+	}
+	if rec, ok := a.applyState(r, ek); ok {
+		o.HasRecovery, o.Recovery = true, rec
+		hist(a.Recovery, ek).observe(recoveryBuckets, rec)
+	}
+	return o
+}
+
+// ApplyState applies only what decides the state of r's series (what is deployed, whether it is
+// failing, when its failure began), without counting r: ApplyObserved of a later record then
+// finds the same state as if r had been applied. For a reader that needs the recoveries of later
+// records but nothing of r (the report, for records outside its periods), at a fraction of the
+// cost of counting.
+func (a *Aggregate) ApplyState(r store.Record) {
+	switch r.State {
+	case statePassed, stateFailed, stateCanceled:
+		a.applyState(r, envKey(r.Component, r.Environment))
+	}
+}
+
+// applyState updates the state of series ek with r and returns the recovery r ends: a pass
+// after a failure (failed → next passed). A record finishing before the latest applied
+// non-canceled one (a late arrival) changes nothing but what is deployed.
+func (a *Aggregate) applyState(r store.Record, ek string) (recovery float64, recovered bool) {
 	es := a.Envs[ek]
 	if es == nil {
 		es = &envState{}
@@ -339,27 +382,25 @@ func (a *Aggregate) Apply(r store.Record) {
 	}
 	switch r.State {
 	case statePassed:
-		if r.LeadTimeSeconds >= 0 {
-			hist(a.LeadTime, ek).observe(leadTimeBuckets, r.LeadTimeSeconds)
-		}
 		if !r.FinishedAt.Before(es.DeployedAt) {
 			es.DeployedAt, es.DeployedVersion, es.DeployedCommit = r.FinishedAt, r.Version, r.Commit
 			es.DeployedPipeline, es.DeployedBuildNumber, es.DeployedWebURL = r.Pipeline, r.BuildNumber, r.WebURL
 		}
 		if r.FinishedAt.Before(es.Latest) {
-			return
+			return 0, false
 		}
 		if !es.FailedSince.IsZero() {
-			hist(a.Recovery, ek).observe(recoveryBuckets, r.FinishedAt.Sub(es.FailedSince).Seconds())
+			recovery, recovered = r.FinishedAt.Sub(es.FailedSince).Seconds(), true
 		}
 		es.Latest, es.Failing, es.FailedSince = r.FinishedAt, false, time.Time{}
 	case stateFailed:
 		if r.FinishedAt.Before(es.Latest) {
-			return
+			return 0, false
 		}
 		es.Latest, es.Failing = r.FinishedAt, true
 		if es.FailedSince.IsZero() {
 			es.FailedSince = r.FinishedAt
 		}
 	}
+	return recovery, recovered
 }

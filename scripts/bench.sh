@@ -72,5 +72,10 @@ echo "   again with GOMEMLIMIT=$mem_limit (Go's soft memory limit; the exporter 
 GOMEMLIMIT=$mem_limit "$work/bench" memory -dir "$work/store" -components "$mem_components" -out "$figs" 2>&1 | tee -a "$out/memory.log"
 echo "   ($((SECONDS - start)) s)"
 
+echo "== report command over the same log: the last 7 days of $records deployments"
+start=$SECONDS
+"$work/bench" deployreport -dir "$work/store" -out "$figs" 2>&1 | tee "$out/report.log"
+echo "   ($((SECONDS - start)) s)"
+
 echo "== figures (also in $out/figures.md)"
 "$work/bench" report -in "$figs" -md "$out/figures.md"

@@ -126,6 +126,8 @@ type Bolt struct {
 	dir    string
 	path   string // the database file
 	holder LockHolder
+	// readOnly: opened by OpenBoltReadOnly, which holds no holder file of its own.
+	readOnly bool
 
 	mu sync.RWMutex // write-locked only by Close
 	db *bolt.DB     // nil once closed
@@ -854,8 +856,11 @@ func (b *Bolt) Close() error {
 	if b.db == nil {
 		return nil
 	}
-	if err := removeHolder(b.dir, b.holder); err != nil {
-		level.Warn(b.logger).Log("msg", "Cannot remove the lock holder file", "path", b.dir, "err", err)
+	// A read-only Bolt wrote no holder file: the one there, if any, names the writer.
+	if !b.readOnly {
+		if err := removeHolder(b.dir, b.holder); err != nil {
+			level.Warn(b.logger).Log("msg", "Cannot remove the lock holder file", "path", b.dir, "err", err)
+		}
 	}
 	err := b.db.Close()
 	b.db = nil
