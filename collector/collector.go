@@ -115,6 +115,9 @@ type Collector struct {
 	comps         []backstage.Component // the catalog of the latest cycle
 	// webhookRecords counts the records webhooks stored before a poll did.
 	webhookRecords uint64
+	// webhookJobs are the jobs the webhook goroutine fetched, by build id, for the poll's
+	// fetchJobs: a finish counted from a webhook is not fetched again when the poll re-reads it.
+	webhookJobs map[string]fetchedJobs
 }
 
 // New validates opts and returns a Collector that publishes an empty snapshot until Run has

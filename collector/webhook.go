@@ -285,6 +285,40 @@ func reconcileOverlayLocked(o *orgState, f *fetched, cycleStart, now time.Time) 
 	}
 }
 
+// maxWebhookJobs bounds the jobs kept for the poll; beyond it the poll fetches its own.
+const maxWebhookJobs = 1000
+
+// putWebhookJobs keeps the jobs fetched for a webhook's finish until the poll re-reads it.
+func (c *Collector) putWebhookJobs(id string, e fetchedJobs) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.webhookJobs == nil {
+		c.webhookJobs = map[string]fetchedJobs{}
+	}
+	if len(c.webhookJobs) >= maxWebhookJobs {
+		for k, old := range c.webhookJobs {
+			if time.Since(old.finishedAt) > overlap+time.Hour {
+				delete(c.webhookJobs, k)
+			}
+		}
+		if len(c.webhookJobs) >= maxWebhookJobs {
+			return
+		}
+	}
+	c.webhookJobs[id] = e
+}
+
+// takeWebhookJobs hands the poll the jobs a webhook fetched for build id, once.
+func (c *Collector) takeWebhookJobs(id string) (fetchedJobs, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.webhookJobs[id]
+	if ok {
+		delete(c.webhookJobs, id)
+	}
+	return e, ok
+}
+
 // recordWebhookFinishes makes, stores and applies the records of finished builds, as a poll
 // would: the jobs are fetched (one Get-a-build through the client's limiter) exactly when a poll
 // would need them, the configuration in effect when each build finished classifies it, and the
@@ -318,6 +352,7 @@ func (c *Collector) recordWebhookFinishes(ctx context.Context, finishes []pendin
 					if b.Jobs == nil {
 						b.Jobs = []buildkite.Job{}
 					}
+					c.putWebhookJobs(b.ID, fetchedJobs{finishedAt: b.FinishedAt.Time, jobs: b.Jobs})
 				case errors.Is(err, buildkite.ErrNotFound), errors.Is(err, buildkite.ErrBodyTooLarge):
 					// As the poll does: the outcome counts from the build alone.
 				default:

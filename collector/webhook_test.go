@@ -187,7 +187,8 @@ func TestWebhookDuplicatesAndOutOfOrder(t *testing.T) {
 }
 
 // TestWebhookFailedBuildFetchesJobsOnce: a failed build's outcome is keyed by its attempt, which
-// needs its jobs: one Get-a-build, and the poll's later record is the same one.
+// needs its jobs: one Get-a-build, whose jobs the poll that re-reads the build reuses, and the
+// poll's record is the same one.
 func TestWebhookFailedBuildFetchesJobsOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := newFake()
@@ -221,6 +222,9 @@ func TestWebhookFailedBuildFetchesJobsOnce(t *testing.T) {
 		h.next()
 		h.next()
 		expect(t, h.metrics(), map[string]float64{deployments("shop", "production", "shop", "failed"): 1})
+		if n := gets() - before; n != 1 {
+			t.Errorf("%d Get-a-build requests after the polls re-read the build, want still 1: the poll takes the webhook's jobs", n)
+		}
 	})
 }
 

@@ -627,8 +627,10 @@ var finishedJobStates = map[string]bool{
 // retry_type and retries_count one more than the old one's. A running or failing build stays as it
 // is; a finished build goes back to running with finished_at null, as RetryBuild does.
 func (f *Fake) RetryJob(orgSlug, pipeline string, number int, jobID, retryType string) (err error) {
+	// A job change is a job event at Buildkite; a build event only when the build's state changes.
+	before, _ := f.Build(orgSlug, pipeline, number)
 	defer func() {
-		if err == nil {
+		if after, _ := f.Build(orgSlug, pipeline, number); err == nil && after.State != before.State {
 			f.notify(orgSlug, pipeline, number)
 		}
 	}()
@@ -709,8 +711,10 @@ var jobStates = map[string]bool{
 // failure before the build finishes: the build becomes failing, with failing_at = finished (the
 // fake's clock when finished is zero) unless it has one.
 func (f *Fake) FinishJob(orgSlug, pipeline string, number int, jobID, state string, started, finished time.Time) (err error) {
+	// A job change is a job event at Buildkite; a build event only when the build's state changes.
+	before, _ := f.Build(orgSlug, pipeline, number)
 	defer func() {
-		if err == nil {
+		if after, _ := f.Build(orgSlug, pipeline, number); err == nil && after.State != before.State {
 			f.notify(orgSlug, pipeline, number)
 		}
 	}()

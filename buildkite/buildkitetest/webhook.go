@@ -20,7 +20,9 @@ import (
 // Webhook configures the fake's webhook notification service (reference §12): after every
 // change of a build through AddBuild, UpdateBuild, FinishBuild, RetryBuild, RetryJob, FinishJob
 // and Unblock, the fake POSTs the build event its new state implies to URL, in the calling
-// goroutine, before the method returns. AddBuilds (bulk loading) sends nothing.
+// goroutine, before the method returns; FinishJob and RetryJob only when the build's state
+// changed (a job's own change is a job event, which the exporter does not read). AddBuilds (bulk
+// loading) sends nothing.
 type Webhook struct {
 	URL   string
 	Token string
