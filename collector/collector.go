@@ -67,7 +67,7 @@ type Options struct {
 	// WebhookQueue, when positive, enables webhook builds (Offer): at most this many wait to
 	// be applied. 0: webhooks off, Offer refuses everything.
 	WebhookQueue int
-	// WebhookCoalesce is the window whose webhook builds are published together; 0 is
+	// WebhookCoalesce is the shortest time between two publishes of webhook builds; 0 is
 	// DefaultWebhookCoalesce.
 	WebhookCoalesce time.Duration
 }

@@ -15,8 +15,8 @@ import (
 )
 
 // Webhook builds: package webhook hands the build of every build.* event of a linked pipeline to
-// Offer, which queues it without waiting. One goroutine (runWebhooks) drains the queue in windows
-// of Options.WebhookCoalesce: it updates the running and awaiting-approval gauges from the
+// Offer, which queues it without waiting. One goroutine (runWebhooks) drains the queue, at most
+// once per Options.WebhookCoalesce: it updates the running and awaiting-approval gauges from the
 // builds' payloads, makes the records of finished builds exactly as a poll would (the same
 // classifier and keys, so the store's deduplication makes a later poll count nothing twice),
 // appends them durably, and publishes one snapshot for the whole window.
@@ -31,7 +31,8 @@ const (
 	// DefaultWebhookQueue bounds the builds waiting for the webhook goroutine; a burst beyond it
 	// is dropped (and counted by the receiver): the next poll reads those builds.
 	DefaultWebhookQueue = 4096
-	// DefaultWebhookCoalesce is the window whose builds are published together.
+	// DefaultWebhookCoalesce is the shortest time between two publishes of webhook builds: the
+	// builds of a burst within it are published together.
 	DefaultWebhookCoalesce = 250 * time.Millisecond
 	// maxOverlay bounds the webhook gauge entries of an organization between two polls; beyond
 	// it builds wait for the poll.
@@ -88,11 +89,14 @@ func (c *Collector) Offer(event, org string, b *buildkite.Build, received time.T
 	}
 }
 
-// runWebhooks drains the queue until ctx ends: a window starts with its first build and lasts
-// the coalescing window, or as long as the previous publish took if that was longer, so that
-// publishing takes at most half of a core however many deliveries arrive.
+// runWebhooks drains the queue until ctx ends. It throttles rather than waits: a build arriving
+// after a quiet spell is applied and published at once, and the builds that arrive within the
+// coalescing window after a publish (or within as long as that publish took, if longer) are
+// applied together at its end. So an isolated delivery shows at once, a burst costs one publish
+// per window, and publishing takes at most half of a core however many deliveries arrive.
 func (c *Collector) runWebhooks(ctx context.Context) {
 	var batch []buildEvent
+	var lastEnd time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -100,21 +104,34 @@ func (c *Collector) runWebhooks(ctx context.Context) {
 		case ev := <-c.events:
 			batch = append(batch[:0], ev)
 		}
-		window := max(c.coalesce, time.Duration(c.lastPublishCost.Load()))
-		timer := time.NewTimer(window)
-	collect:
+		gap := max(c.coalesce, time.Duration(c.lastPublishCost.Load()))
+		if wait := time.Until(lastEnd.Add(gap)); wait > 0 {
+			timer := time.NewTimer(wait)
+		collect:
+			for {
+				select {
+				case <-ctx.Done():
+					timer.Stop()
+					return
+				case ev := <-c.events:
+					batch = append(batch, ev)
+				case <-timer.C:
+					break collect
+				}
+			}
+		}
+		// What queued meanwhile goes with this window too.
+	drain:
 		for {
 			select {
-			case <-ctx.Done():
-				timer.Stop()
-				return
 			case ev := <-c.events:
 				batch = append(batch, ev)
-			case <-timer.C:
-				break collect
+			default:
+				break drain
 			}
 		}
 		c.applyWebhooks(ctx, batch)
+		lastEnd = time.Now()
 	}
 }
 
