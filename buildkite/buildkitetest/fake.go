@@ -22,6 +22,9 @@
 // Hostile behaviours are opt-in: WithIgnoredFilters, and the faults of InjectFault (delays,
 // truncated or trickling bodies, 429 storms, proxy errors).
 //
+// SetWebhook makes the fake a webhook notification service too: it POSTs the build event of every
+// change of a build (signed or with the token, see Webhook) to a URL, and keeps a log of them.
+//
 // Use Transport for tests that run in a testing/synctest bubble: it serves requests in the
 // calling goroutine, so fake time advances while a client waits; Start serves over real HTTP.
 package buildkitetest
