@@ -29,12 +29,12 @@ import (
 const benchHookToken = "bench-hook-token"
 
 type hookBench struct {
-	e                *exporter
-	recv             *webhook.Handler
-	hooks, metrics   *httptest.Server
-	client           *http.Client
-	counts           map[string]float64 // buildkite_deployments_total by labels, as last scraped
-	nextID, nextBody atomic.Int64
+	e              *exporter
+	recv           *webhook.Handler
+	hooks, metrics *httptest.Server
+	client         *http.Client
+	counts         map[string]float64 // buildkite_deployments_total by labels, as last scraped
+	nextID         atomic.Int64
 }
 
 func newHookBench(b *testing.B, n int) *hookBench {
