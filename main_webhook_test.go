@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -96,7 +97,8 @@ func TestWebhooksEndToEnd(t *testing.T) {
 	}
 }
 
-// TestWebhookListenerNeedsToken: a webhook listener without a token is refused at start.
+// TestWebhookListenerNeedsToken: a webhook listener without a token, or with an empty web
+// configuration, is refused at start.
 func TestWebhookListenerNeedsToken(t *testing.T) {
 	dir, apiURL := fixtureOrg(t)
 	cmd := exec.Command(binary, append(fixtureArgs(dir, apiURL), "--web.listen-address="+testenv.FreeAddr(t), "--webhook.listen-address="+testenv.FreeAddr(t))...)
@@ -110,5 +112,19 @@ func TestWebhookListenerNeedsToken(t *testing.T) {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("the error does not mention %s:\n%s", want, out)
 		}
+	}
+
+	// Nor with an empty web configuration of its own, which would serve it without the TLS or
+	// authentication it was meant to have.
+	empty := filepath.Join(t.TempDir(), "webhook-web.yml")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd = exec.Command(binary, append(fixtureArgs(dir, apiURL), "--web.listen-address="+testenv.FreeAddr(t), "--webhook.listen-address="+testenv.FreeAddr(t),
+		"--webhook.web-config.file="+empty)...)
+	cmd.Env = append(os.Environ(), "BUILDKITE_WEBHOOK_TOKEN=t")
+	out, err = cmd.CombinedOutput()
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(string(out), "--webhook.web-config.file") {
+		t.Errorf("an empty --webhook.web-config.file: want exit status 1 naming it, got %v\n%s", err, out)
 	}
 }
