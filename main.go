@@ -73,6 +73,7 @@ type flags struct {
 	log                    logging.Config
 	toolkit                *web.FlagConfig
 	enableReportAPI        bool
+	webhook                webhookFlags
 }
 
 func main() { os.Exit(run(os.Args[1:])) }
@@ -160,6 +161,7 @@ func registerFlags(app *kingpin.Application) *flags {
 	app.Flag("grafana.url", "Grafana base URL, for the links printed by the backstage command.").Default(checklist.PlaceholderGrafanaURL).StringVar(&f.grafanaURL)
 	app.Flag("alerts.runbook-url", "Base URL of the runbook the rules' runbook_url annotations point at (rules command).").
 		Default(alerts.DefaultRunbookURL).StringVar(&f.runbookURL)
+	registerWebhookFlags(app, &f.webhook)
 	logging.AddFlags(app, &f.log)
 	app.Flag("web.enable-report-api", "Serve "+reportAPIPath+", the data of the report command (report --from-url), behind --web.config.file like /metrics. Each request reads the whole deployment log; one runs at a time.").
 		BoolVar(&f.enableReportAPI)
@@ -267,12 +269,18 @@ func serve(f *flags, cfg *config.Config, logger log.Logger, slogger *slog.Logger
 		CatalogReady: catalog.Ready,
 		// For the backfill's time estimate.
 		RequestsPerMinute: f.requestsPerMinute,
+		WebhookQueue:      webhookQueue(&f.webhook),
 	})
 	if err != nil {
 		level.Error(logger).Log("msg", "Cannot set up the collector", "err", err)
 		return 1
 	}
 	reg.MustRegister(collector.NewCatalogCollector(catalog.Snapshot), coll.HealthCollector())
+	hooks, err := newWebhookReceiver(&f.webhook, coll, reg, log.With(logger, "component", "webhook"))
+	if err != nil {
+		level.Error(logger).Log("msg", "Cannot set up the webhook listener", "err", err)
+		return 1
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -287,6 +295,9 @@ func serve(f *flags, cfg *config.Config, logger log.Logger, slogger *slog.Logger
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { catalog.Run(ctx); return nil })
 	g.Go(func() error { tokenCheck.Run(ctx); return nil })
+	if hooks != nil {
+		hooks.run(ctx, g, logger, slogger)
+	}
 	g.Go(func() error {
 		// Poll only once the catalog has been read: a first cycle over the empty catalog would
 		// finish at once and make /-/ready claim a poll that never happened.
@@ -339,7 +350,7 @@ func serve(f *flags, cfg *config.Config, logger log.Logger, slogger *slog.Logger
 		reportHandler = newReportAPI(deployLog, func() []backstage.Component { return catalog.Snapshot().Components }, log.With(logger, "component", "report"))
 	}
 	srv := &http.Server{
-		Handler: webguard.New(webConfig).Handler(newMux(f, coll, bodies, reloader, reportHandler, statusSource{coll, catalog, client},
+		Handler: webguard.New(webConfig).Handler(newMux(f, coll, bodies, reloader, reportHandler, statusSource{coll, catalog, client, hooks.status},
 			prometheus.Gatherers{exporterReg, reg}, exporterReg, logger, func() bool { return catalog.Ready() && tokenCheck.Ready() && coll.Ready() })),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,

@@ -6,6 +6,7 @@ import (
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/collector"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/snapshot"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/status"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/webhook"
 )
 
 // statusSource is what /status reads: the collector's snapshot and organizations, the catalog
@@ -15,6 +16,8 @@ type statusSource struct {
 	coll    *collector.Collector
 	catalog *backstage.Watcher
 	client  *buildkite.Client
+	// webhooks are the receiver's counters; nil (or returning nil) without a listener.
+	webhooks func() *webhook.Status
 }
 
 func (s statusSource) Snapshot() *snapshot.Snapshot { return s.coll.Snapshot() }
@@ -35,6 +38,22 @@ func (s statusSource) Organizations() []status.Organization {
 			Backfilling: o.Backfilling, BackfillDone: o.BackfillListingsDone, BackfillTotal: o.BackfillListingsTotal,
 			BackfillRemainingRequests: o.BackfillRemainingRequests, BackfillETA: o.BackfillETA,
 		})
+	}
+	return out
+}
+
+// Webhooks implements status.WebhookSource.
+func (s statusSource) Webhooks() *status.Webhooks {
+	if s.webhooks == nil {
+		return nil
+	}
+	st := s.webhooks()
+	if st == nil {
+		return nil
+	}
+	out := &status.Webhooks{LastEvent: st.LastEvent, Dropped: st.Dropped}
+	for _, c := range st.Counts {
+		out.Counts = append(out.Counts, status.WebhookCount{Event: c.Event, Result: c.Result, Count: c.Count})
 	}
 	return out
 }

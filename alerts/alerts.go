@@ -61,6 +61,8 @@ type Params struct {
 	MinDeployments    int
 	PollingStaleAfter time.Duration // no successful poll of an organization for this long
 	RateLimitLowRatio float64       // remaining / limit below this
+	// WebhooksSilentAfter: deployments were counted, but no webhook accepted, for this long.
+	WebhooksSilentAfter time.Duration
 
 	// DurationThreshold is the duration SLO's threshold; it must be a bucket bound (whole seconds)
 	// of buildkite_deployment_duration_seconds.
@@ -94,6 +96,7 @@ func DefaultParams() Params {
 		MinDeployments:         3,
 		PollingStaleAfter:      10 * time.Minute,
 		RateLimitLowRatio:      0.1,
+		WebhooksSilentAfter:    time.Hour,
 		DurationThreshold:      15 * time.Minute,
 		SLOWindow:              28 * 24 * time.Hour,
 		SLOWindowInterval:      5 * time.Minute,
@@ -119,6 +122,7 @@ func ParamsFromConfig(cfg *config.Config, runbookURL string) Params {
 	p.MinDeployments = cfg.Alerts.MinDeployments
 	p.PollingStaleAfter = cfg.Alerts.PollingStaleAfter.Std()
 	p.RateLimitLowRatio = cfg.Alerts.RateLimitLowRatio
+	p.WebhooksSilentAfter = cfg.Alerts.WebhooksSilentAfter.Std()
 	p.DurationThreshold = cfg.SLOs.DurationThreshold.Std()
 	p.SLOWindow = cfg.SLOs.Window.Std()
 	return p
@@ -151,6 +155,7 @@ func (p Params) Validate() error {
 	}{
 		{"failing_for", p.FailingFor}, {"slow_threshold", p.SlowThreshold}, {"stuck_after", p.StuckAfter},
 		{"awaiting_approval_after", p.AwaitingApprovalAfter}, {"polling_stale_after", p.PollingStaleAfter},
+		{"webhooks_silent_after", p.WebhooksSilentAfter},
 		{"slos.duration_threshold", p.DurationThreshold}, {"slos.window", p.SLOWindow},
 		{"SLO window evaluation interval", p.SLOWindowInterval}, {"state hold", p.StateHold},
 		{"exporter down for", p.ExporterDownFor}, {"API errors for", p.APIErrorsFor},

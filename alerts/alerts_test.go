@@ -33,6 +33,7 @@ var wantAlerts = map[string]string{
 	"BuildkiteExporterRateLimitLow":           "warning",
 	"BuildkiteExporterTokenMissingScopes":     "warning",
 	"BuildkiteExporterCatalogErrors":          "warning",
+	"BuildkiteExporterWebhooksSilent":         "warning",
 }
 
 // ruleGroups is the rule file schema of Prometheus 2.42, decoded strictly: a field 2.42 does not

@@ -30,6 +30,7 @@ alerts:
   min_deployments: 5
   polling_stale_after: 20m
   rate_limit_low_ratio: 0.25
+  webhooks_silent_after: 3h
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -48,6 +49,7 @@ alerts:
 	want.MinDeployments = 5
 	want.PollingStaleAfter = 20 * time.Minute
 	want.RateLimitLowRatio = 0.25
+	want.WebhooksSilentAfter = 3 * time.Hour
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("params (-want +got):\n%s", diff)
 	}

@@ -171,6 +171,14 @@ func newClient(t *testing.T, f *buildkitetest.Fake, token string) (*buildkite.Cl
 // startCollector runs the real collector, with the real client paced at -rpm, against the fake
 // in process. Call it inside a bubble.
 func startCollector(t *testing.T, f *buildkitetest.Fake, comps []backstage.Component, backfill time.Duration, token string) *running {
+	return startCollectorEvery(t, f, comps, backfill, token, pollInterval, 0)
+}
+
+// startCollectorEvery is startCollector with another poll interval and, when webhookQueue is
+// positive, the collector's webhook queue enabled.
+func startCollectorEvery(t *testing.T, f *buildkitetest.Fake, comps []backstage.Component, backfill time.Duration, token string,
+	interval time.Duration, webhookQueue int,
+) *running {
 	t.Helper()
 	r := &running{log: &recordingLog{Log: store.NewMemory()}, done: make(chan error, 1)}
 	cl, api := newClient(t, f, token)
@@ -180,10 +188,11 @@ func startCollector(t *testing.T, f *buildkitetest.Fake, comps []backstage.Compo
 		Client:       cl,
 		Catalog:      func() []backstage.Component { return comps },
 		Log:          r.log,
-		PollInterval: pollInterval,
+		PollInterval: interval,
 		Backfill:     backfill,
 		Logger:       log.NewNopLogger(),
 		OnPublish:    bodies.Warm,
+		WebhookQueue: webhookQueue,
 	})
 	if err != nil {
 		t.Fatal(err)

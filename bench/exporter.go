@@ -105,6 +105,8 @@ type exporterOpts struct {
 	// hold stops the poller after every publish (once Warm is done) until the harness
 	// releases it: figures are then measured with no poll cycle running beside them.
 	hold bool
+	// webhookQueue enables the collector's webhook queue (collector.Options.WebhookQueue).
+	webhookQueue int
 }
 
 // startExporter runs a collector over opts.log with quietClient.
@@ -121,6 +123,7 @@ func startExporter(o exporterOpts) (*exporter, error) {
 		PollInterval: o.interval,
 		Logger:       o.logger,
 		OnPublish:    e.gate.onPublish,
+		WebhookQueue: o.webhookQueue,
 	})
 	if err != nil {
 		return nil, err

@@ -64,6 +64,12 @@ type Options struct {
 	// RequestsPerMinute is the client's request budget (--buildkite.requests-per-minute), for
 	// the backfill's time estimate; 0: unknown.
 	RequestsPerMinute float64
+	// WebhookQueue, when positive, enables webhook builds (Offer): at most this many wait to
+	// be applied. 0: webhooks off, Offer refuses everything.
+	WebhookQueue int
+	// WebhookCoalesce is the shortest time between two publishes of webhook builds; 0 is
+	// DefaultWebhookCoalesce.
+	WebhookCoalesce time.Duration
 }
 
 // Collector polls Buildkite and publishes deployment snapshots.
@@ -84,6 +90,17 @@ type Collector struct {
 	requestsPerMinute float64
 
 	snap atomic.Pointer[snapshot.Snapshot]
+	// pubMu orders publishing: the poll, a reload and the webhook goroutine each build a
+	// snapshot and publish it, and a newer must never be overwritten by an older.
+	pubMu sync.Mutex
+	// lastPublishCost is how long (ns) the last publish took, snapshot and OnPublish.
+	lastPublishCost atomic.Int64
+	// linked is the catalog of the latest cycle by organization and pipeline slug, for the
+	// webhook handler (Linked).
+	linked atomic.Pointer[map[string]map[string]backstage.Component]
+	// events is the webhook queue; nil when webhooks are off.
+	events   chan buildEvent
+	coalesce time.Duration
 	// cyclePublished is set once the snapshot of a completed poll cycle is published.
 	cyclePublished atomic.Bool
 
@@ -96,6 +113,11 @@ type Collector struct {
 	loggedUnknown map[string]bool
 	lastCompact   time.Time
 	comps         []backstage.Component // the catalog of the latest cycle
+	// webhookRecords counts the records webhooks stored before a poll did.
+	webhookRecords uint64
+	// webhookJobs are the jobs the webhook goroutine fetched, by build id, for the poll's
+	// fetchJobs: a finish counted from a webhook is not fetched again when the poll re-reads it.
+	webhookJobs map[string]fetchedJobs
 }
 
 // New validates opts and returns a Collector that publishes an empty snapshot until Run has
@@ -141,6 +163,13 @@ func New(opts Options) (*Collector, error) {
 		orgs:              map[string]*orgState{},
 		loggedUnknown:     map[string]bool{},
 	}
+	if opts.WebhookQueue > 0 {
+		c.events = make(chan buildEvent, opts.WebhookQueue)
+	}
+	c.coalesce = opts.WebhookCoalesce
+	if c.coalesce <= 0 {
+		c.coalesce = DefaultWebhookCoalesce
+	}
 	c.settings.Store(&settings{cfg: cfg, cls: deployment.NewClassifier(cfg)})
 	c.snap.Store(&snapshot.Snapshot{})
 	return c, nil
@@ -181,10 +210,7 @@ func (c *Collector) SetConfig(cfg *config.Config) {
 		}
 	}
 	c.settings.Store(next)
-	c.mu.Lock()
-	s := c.snapshotLocked()
-	c.mu.Unlock()
-	c.publish(s)
+	c.publishNow()
 }
 
 // Snapshot returns the latest published snapshot; never nil. It must not be modified.
@@ -219,6 +245,13 @@ func (c *Collector) Run(ctx context.Context) error {
 		return err
 	}
 	c.compact()
+	if c.events != nil {
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		wctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		wg.Go(func() { c.runWebhooks(wctx) })
+	}
 	t := time.NewTicker(c.pollInterval)
 	defer t.Stop()
 	for {
@@ -261,9 +294,8 @@ func (c *Collector) restore() error {
 		c.orgState(org).wm = wm
 	}
 	level.Info(c.logger).Log("msg", "Replayed the deployment log", "records", n, "organizations", len(st.Watermarks))
-	s := c.snapshotLocked()
 	c.mu.Unlock()
-	c.publish(s)
+	c.publishNow()
 	return nil
 }
 
@@ -310,6 +342,7 @@ func (c *Collector) pollAll(ctx context.Context) {
 			byOrg[p.Org][p.Pipeline] = comp
 		}
 	}
+	c.linked.Store(&byOrg)
 	c.mu.Lock()
 	c.comps = comps
 	for org, o := range c.orgs {
@@ -318,7 +351,7 @@ func (c *Collector) pollAll(ctx context.Context) {
 			// catalog no longer names.
 			o.health = orgHealth{}
 			o.active = false
-			o.live = nil
+			o.live, o.pollLive, o.pollOpen, o.pipelines, o.overlay = nil, nil, nil, nil, nil
 		}
 	}
 	for org := range byOrg {
@@ -332,19 +365,26 @@ func (c *Collector) pollAll(ctx context.Context) {
 	wg.Wait()
 	c.mu.Lock()
 	c.started = true
-	s := c.snapshotLocked()
 	c.mu.Unlock()
-	c.publish(s)
+	c.publishNow()
 	c.cyclePublished.Store(true)
 }
 
-// publish makes s the snapshot every surface sees, then hands it to OnPublish. Callers publish
-// one at a time: replay before the first cycle, then one cycle after another.
-func (c *Collector) publish(s *snapshot.Snapshot) {
+// publishNow renders a snapshot of the current state, makes it the snapshot every surface
+// sees, then hands it to OnPublish. Publishers (the replay, each cycle, a reload, the webhook
+// goroutine) take turns, so that snapshots are published in the order they were built.
+func (c *Collector) publishNow() {
+	c.pubMu.Lock()
+	defer c.pubMu.Unlock()
+	start := time.Now()
+	c.mu.Lock()
+	s := c.snapshotLocked()
+	c.mu.Unlock()
 	c.snap.Store(s)
 	if c.onPublish != nil {
 		c.onPublish(s)
 	}
+	c.lastPublishCost.Store(int64(time.Since(start)))
 }
 
 // snapshotLocked renders a new snapshot; c.mu is held.
@@ -375,7 +415,7 @@ func (c *Collector) snapshotLocked() *snapshot.Snapshot {
 func (c *Collector) orgState(org string) *orgState {
 	o := c.orgs[org]
 	if o == nil {
-		o = &orgState{seenBlocked: map[string]time.Time{}, planner: newPlanner(), jobs: map[string]fetchedJobs{}, problems: newProblemState()}
+		o = &orgState{name: org, seenBlocked: map[string]time.Time{}, planner: newPlanner(), jobs: map[string]fetchedJobs{}, problems: newProblemState()}
 		c.orgs[org] = o
 	}
 	return o

@@ -73,7 +73,7 @@ func backfilling(wm store.Watermark) bool { return !wm.BackfillDone || wm.Finish
 // fetch lists what changed in the organization since the watermark: builds finished since it
 // (less the overlap; the first start: the backfill window), the history of pipelines annotated
 // since the last cycle, builds not finished, and the jobs of the finished builds whose
-// classification needs them. It touches no collector state.
+// classification needs them. It touches no collector state but the jobs webhooks fetched.
 func (c *Collector) fetch(ctx context.Context, rq fetchRequest) (*fetched, error) {
 	org, pipelines, wm, start, pl, progress := rq.org, rq.pipelines, rq.wm, rq.start, rq.planner, rq.progress
 	unreadable := map[string]string{}
@@ -226,6 +226,11 @@ func (c *Collector) fetchJobs(ctx context.Context, org string, builds []buildkit
 		}
 		if e, ok := cache[b.ID]; ok && e.finishedAt.Equal(b.FinishedAt.Time) {
 			b.Jobs = e.jobs
+			continue
+		}
+		if e, ok := c.takeWebhookJobs(b.ID); ok && e.finishedAt.Equal(b.FinishedAt.Time) {
+			b.Jobs = e.jobs
+			cache[b.ID] = e
 			continue
 		}
 		slug := b.PipelineSlug()

@@ -16,10 +16,24 @@ import (
 
 // orgState is the poller's memory of one organization.
 type orgState struct {
+	name   string
 	active bool // named by the latest catalog
 	health orgHealth
 	wm     store.Watermark
-	live   map[deployment.EnvKey]deployment.Live // from the latest successful cycle
+	// live are the gauges published: the latest successful cycle's (pollLive, from its listing
+	// of open builds pollOpen), updated by the webhook overlay (see webhook.go).
+	live      map[deployment.EnvKey]deployment.Live
+	pollLive  map[deployment.EnvKey]deployment.Live
+	pollOpen  []buildkite.Build
+	pollStart time.Time // when the cycle that listed pollOpen started
+	// pipelines are the annotated pipelines of the latest successful cycle.
+	pipelines map[string]backstage.Component
+	// overlay holds, by build id, the webhook deliveries since the cycle before last started;
+	// overlayDirty is set when it changed and live has not been computed since.
+	overlay      map[string]overlayEntry
+	overlayDirty bool
+	// finishedSeen are builds recently seen finished, against late deliveries.
+	finishedSeen map[string]finishedBuild
 	// seenBlocked holds the ids of builds a cycle saw waiting on a block step; when one of them
 	// finishes, its jobs are fetched to time the approval (approval_timing: seen_blocked).
 	seenBlocked map[string]time.Time
@@ -94,7 +108,7 @@ func (c *Collector) pollOrg(ctx context.Context, org string, pipelines map[strin
 		CommitFirstSeen: c.commitFirstSeen,
 		Latest:          latest,
 	})
-	if added, ok := c.commit(org, o, pipelines, f, res, time.Since(start)); ok {
+	if added, ok := c.commit(org, o, pipelines, f, res, start); ok {
 		c.logBackfillDone(progress, added)
 	}
 }
@@ -192,7 +206,8 @@ func (c *Collector) commitFirstSeen(key string) (time.Time, bool) {
 // and applies the records the log reports as new to the aggregate. If the append fails the
 // watermark stays, so the next cycle reads the same builds again.
 // It returns how many records were new, and whether the append succeeded.
-func (c *Collector) commit(org string, o *orgState, pipelines map[string]backstage.Component, f *fetched, res deployment.Result, elapsed time.Duration) (int, bool) {
+func (c *Collector) commit(org string, o *orgState, pipelines map[string]backstage.Component, f *fetched, res deployment.Result, start time.Time) (int, bool) {
+	elapsed := time.Since(start)
 	wm := f.watermark
 	added, err := c.log.Append(store.Batch{
 		Records:          res.Records,
@@ -203,8 +218,12 @@ func (c *Collector) commit(org string, o *orgState, pipelines map[string]backsta
 	defer c.mu.Unlock()
 	o.health.Polled, o.health.LastOK, o.health.LastDuration = true, true, elapsed
 	o.health.LastSuccess, o.health.LastAttempt, o.health.LastError = time.Now(), time.Now(), ""
-	o.live = res.Live
 	now := time.Now()
+	// The listing replaces the gauges webhooks made before this cycle started.
+	o.pollLive, o.pollOpen, o.pollStart, o.pipelines = res.Live, f.open, start, pipelines
+	reconcileOverlayLocked(o, f, start, now)
+	o.live = c.liveLocked(o, now)
+	o.overlayDirty = false
 	for id := range res.Blocked {
 		if _, ok := o.seenBlocked[id]; !ok {
 			o.seenBlocked[id] = now

@@ -147,6 +147,9 @@ type Alerts struct {
 	MinDeployments        int      `yaml:"min_deployments"`
 	PollingStaleAfter     Duration `yaml:"polling_stale_after"`
 	RateLimitLowRatio     float64  `yaml:"rate_limit_low_ratio"`
+	// WebhooksSilentAfter: with webhooks configured, deployments were counted but no webhook
+	// delivery was accepted for this long.
+	WebhooksSilentAfter Duration `yaml:"webhooks_silent_after"`
 }
 
 func ratio(v float64) *float64 { return &v }
@@ -173,6 +176,7 @@ func Default() *Config {
 			MinDeployments:        3,
 			PollingStaleAfter:     Duration(10 * time.Minute),
 			RateLimitLowRatio:     0.1,
+			WebhooksSilentAfter:   Duration(time.Hour),
 		},
 	}
 }
@@ -377,6 +381,7 @@ func (c *Config) validate() []Problem {
 	}{
 		{"failing_for", a.FailingFor}, {"slow_threshold", a.SlowThreshold}, {"stuck_after", a.StuckAfter},
 		{"awaiting_approval_after", a.AwaitingApprovalAfter}, {"polling_stale_after", a.PollingStaleAfter},
+		{"webhooks_silent_after", a.WebhooksSilentAfter},
 	} {
 		if d.v <= 0 {
 			bad("alerts."+d.name, "must be positive")

@@ -7,8 +7,9 @@
 # Environment: SCALE (organization size for the steady state, 1 = the issue's), BACKFILL_SCALE
 # (organization size for the backfills, default 0.1: at 1 they cost about an hour of CPU, see
 # BENCHMARKS.md), COMPONENTS (render sizes, comma-separated), MEM_COMPONENTS, RECORDS and MEM_LIMIT
-# (memory stage; MEM_LIMIT is the GOMEMLIMIT of its second run, default 180MiB), BENCH_OUT (result
-# directory, default bench/results).
+# (memory stage; MEM_LIMIT is the GOMEMLIMIT of its second run, default 180MiB), WEBHOOK_HOURS
+# (fake hours per mode of the webhook economy, default 1), WEBHOOK_POSTS (deliveries of the webhook
+# latency benchmark, default 200), BENCH_OUT (result directory, default bench/results).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -63,6 +64,14 @@ echo "== exposition and deployment package benchmarks (1,000 components), for co
     go test -run '^$' -bench '^BenchmarkSnapshot$' -benchmem -benchtime 5x ./deployment
 } 2>&1 | tee "$out/package-bench.txt" ||
   echo "   (the package benchmarks failed; they are a cross-check, the figures above do not depend on them)"
+
+echo "== webhooks: API requests per hour, 30 s poll vs webhooks + 5 m poll (fake time), then latency and throughput at 1,000 components"
+start=$SECONDS
+"$work/bench.test" -test.run '^TestEconomyWebhooks$' -test.v -test.timeout 90m \
+  -scale="$scale" -webhook-hours="${WEBHOOK_HOURS:-1}" -out="$figs" 2>&1 | tee "$out/webhooks.log"
+"$work/bench.test" -test.run '^$' -test.bench '^BenchmarkWebhookLatency$' -test.benchtime "${WEBHOOK_POSTS:-200}x" 2>&1 | tee -a "$out/webhooks.log"
+"$work/bench.test" -test.run '^$' -test.bench '^BenchmarkWebhookThroughput$' -test.benchtime 5s 2>&1 | tee -a "$out/webhooks.log"
+echo "   ($((SECONDS - start)) s)"
 
 echo "== memory and replay: $mem_components components, $records deployments in bbolt"
 start=$SECONDS

@@ -13,7 +13,7 @@ fuzztime=${FUZZTIME:-15s}
 # a slow target (a page through an HTTP server) can eat a whole short run; 2s keeps most of
 # FUZZTIME for fuzzing. A failing input is shrunk for as long too: rerun longer to shrink more.
 minimizetime=${FUZZMINIMIZETIME:-2s}
-packages=(./backstage ./config ./buildkite)
+packages=(./backstage ./config ./buildkite ./webhook)
 if [ $# -gt 0 ]; then
   packages=("$1")
   shift

@@ -26,7 +26,9 @@ func chromium(t *testing.T) string {
 // that the page works without script and that the escaping holds in a DOM, not only in bytes.
 func TestBrowser(t *testing.T) {
 	exec := chromium(t)
-	srv := httptest.NewServer(fixtureHandler(newFixtureSource()))
+	// With a webhook receiver, so that its section is in the layout the checks below read.
+	srv := httptest.NewServer(fixtureHandler(hookedSource{newFixtureSource(), &Webhooks{LastEvent: fixtureNow.Add(-time.Minute),
+		Counts: []WebhookCount{{"build.finished", "accepted", 12}, {"other", "rejected_auth", 3}}}}))
 	defer srv.Close()
 
 	var output testenv.LogBuffer

@@ -60,6 +60,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := m.page(f, h.src.Organizations(), h.opts.Now())
+	if ws, ok := h.src.(WebhookSource); ok {
+		p.Webhooks = webhooksStatus(ws.Webhooks())
+	}
 
 	buf := h.bufs.Get().(*bytes.Buffer)
 	defer h.putBuffer(buf)

@@ -35,6 +35,33 @@ type Page struct {
 	// UnknownEnvironments are environment names in use that the alias table does not know
 	// (add them to the environments of --config.file), sorted.
 	UnknownEnvironments []string `json:"unknown_environments"`
+	// Webhooks are the webhook receiver's counters; absent when webhooks are off.
+	Webhooks *WebhooksStatus `json:"webhooks,omitempty"`
+}
+
+// WebhooksStatus is the webhook receiver (buildkite_exporter_webhook_* metrics).
+type WebhooksStatus struct {
+	// LastEventAt is when the last accepted delivery arrived; absent: none since the start.
+	LastEventAt time.Time `json:"last_event_at,omitzero"`
+	// Events are the events with at least one delivery, by event name.
+	Events []WebhookEventStatus `json:"events"`
+	// Dropped counts build events dropped for a full queue (the next poll reads them).
+	Dropped uint64 `json:"dropped"`
+}
+
+// WebhookEventStatus counts one event's deliveries by result.
+type WebhookEventStatus struct {
+	Event          string `json:"event"`
+	Accepted       uint64 `json:"accepted"`
+	Ignored        uint64 `json:"ignored"`
+	RejectedAuth   uint64 `json:"rejected_auth"`
+	RejectedReplay uint64 `json:"rejected_replay"`
+	RejectedBody   uint64 `json:"rejected_body"`
+}
+
+// Rejected sums the rejections.
+func (e WebhookEventStatus) Rejected() uint64 {
+	return e.RejectedAuth + e.RejectedReplay + e.RejectedBody
 }
 
 // Filter is the query that selected the page's content.

@@ -63,3 +63,27 @@ type Organization struct {
 
 // HasProblem reports whether the organization's last poll failed: what ?problems=1 keeps.
 func (o Organization) HasProblem() bool { return o.LastError != "" }
+
+// WebhookSource is implemented by a Source whose exporter has a webhook listener
+// (--webhook.listen-address); the page then shows the receiver's counters.
+type WebhookSource interface {
+	// Webhooks returns the receiver's counters; nil when webhooks are off.
+	Webhooks() *Webhooks
+}
+
+// Webhooks are the receiver's counters: the metrics buildkite_exporter_webhook_events_total and
+// buildkite_exporter_webhook_last_event_timestamp_seconds.
+type Webhooks struct {
+	// LastEvent is when the last accepted delivery arrived; zero: none since the start.
+	LastEvent time.Time
+	// Counts are the deliveries by event and result; zero counts may be left out.
+	Counts []WebhookCount
+	// Dropped counts build events the collector's queue had no room for.
+	Dropped uint64
+}
+
+// WebhookCount is one (event, result) count.
+type WebhookCount struct {
+	Event, Result string
+	Count         uint64
+}

@@ -1,6 +1,9 @@
 package status
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // page selects what filter keeps from the model and adds the per-request parts: the time and
 // the organizations. It copies no component (the Page shares the model's, read-only), so a
@@ -91,4 +94,45 @@ func organization(o Organization) OrganizationStatus {
 			RemainingRequests: o.BackfillRemainingRequests, ETASeconds: o.BackfillETA.Seconds(),
 		},
 	}
+}
+
+// webhooksStatus groups the receiver's counts by event; nil when webhooks are off.
+func webhooksStatus(w *Webhooks) *WebhooksStatus {
+	if w == nil {
+		return nil
+	}
+	out := &WebhooksStatus{LastEventAt: w.LastEvent.UTC(), Events: []WebhookEventStatus{}, Dropped: w.Dropped}
+	if w.LastEvent.IsZero() {
+		out.LastEventAt = time.Time{}
+	}
+	byEvent := map[string]*WebhookEventStatus{}
+	var order []string
+	for _, c := range w.Counts {
+		if c.Count == 0 {
+			continue
+		}
+		e := byEvent[c.Event]
+		if e == nil {
+			e = &WebhookEventStatus{Event: c.Event}
+			byEvent[c.Event] = e
+			order = append(order, c.Event)
+		}
+		switch c.Result {
+		case "accepted":
+			e.Accepted += c.Count
+		case "ignored":
+			e.Ignored += c.Count
+		case "rejected_auth":
+			e.RejectedAuth += c.Count
+		case "rejected_replay":
+			e.RejectedReplay += c.Count
+		case "rejected_body":
+			e.RejectedBody += c.Count
+		}
+	}
+	slices.Sort(order)
+	for _, ev := range order {
+		out.Events = append(out.Events, *byEvent[ev])
+	}
+	return out
 }

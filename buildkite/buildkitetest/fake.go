@@ -22,6 +22,9 @@
 // Hostile behaviours are opt-in: WithIgnoredFilters, and the faults of InjectFault (delays,
 // truncated or trickling bodies, 429 storms, proxy errors).
 //
+// SetWebhook makes the fake a webhook notification service too: it POSTs the build event of every
+// change of a build (signed or with the token, see Webhook) to a URL, and keeps a log of them.
+//
 // Use Transport for tests that run in a testing/synctest bubble: it serves requests in the
 // calling goroutine, so fake time advances while a client waits; Start serves over real HTTP.
 package buildkitetest
@@ -151,6 +154,8 @@ type Fake struct {
 
 	srvMu sync.Mutex
 	srv   *httptest.Server
+
+	hooks webhookState
 }
 
 type org struct {
@@ -374,9 +379,11 @@ func (f *Fake) AddBuild(orgSlug, pipeline string, b buildkite.Build) buildkite.B
 	b.MetaData = maps.Clone(b.MetaData)
 	b.Jobs = cloneJobs(b.Jobs)
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	r := f.addBuildLocked(orgSlug, pipeline, b)
-	return r.view()
+	v := r.view()
+	f.mu.Unlock()
+	f.notify(orgSlug, pipeline, v.Number)
+	return v
 }
 
 // AddBuilds stores many builds of one pipeline under one lock, for loading benchmark data sets;
@@ -485,7 +492,12 @@ func (f *Fake) Build(orgSlug, pipeline string, number int) (buildkite.Build, boo
 
 // UpdateBuild changes a stored build: fn gets a copy (meta_data and jobs included) and the copy is
 // stored if fn keeps the build's number, id and pipeline. Indexes follow the new timestamps and state.
-func (f *Fake) UpdateBuild(orgSlug, pipeline string, number int, fn func(*buildkite.Build)) error {
+func (f *Fake) UpdateBuild(orgSlug, pipeline string, number int, fn func(*buildkite.Build)) (err error) {
+	defer func() {
+		if err == nil {
+			f.notify(orgSlug, pipeline, number)
+		}
+	}()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	r, err := f.buildLocked(orgSlug, pipeline, number)
@@ -540,7 +552,12 @@ var terminalStates = map[string]bool{
 // documents failing_at only as "when the build first entered failing (hard failure before
 // finishing); never cleared even if a retry passes" (reference §4), and we assume a build that
 // finished failed went through that hard failure. A failing_at already set is kept.
-func (f *Fake) FinishBuild(orgSlug, pipeline string, number int, state string, at time.Time) error {
+func (f *Fake) FinishBuild(orgSlug, pipeline string, number int, state string, at time.Time) (err error) {
+	defer func() {
+		if err == nil {
+			f.notify(orgSlug, pipeline, number)
+		}
+	}()
 	if !terminalStates[state] {
 		return fmt.Errorf("buildkitetest: FinishBuild state %q is not terminal (passed, failed, canceled, skipped, not_run)", state)
 	}
@@ -567,7 +584,12 @@ func (f *Fake) FinishBuild(orgSlug, pipeline string, number int, state string, a
 // RetryBuild re-opens a finished build as retrying a failed job does (reference §4.2): the build
 // goes back to running with finished_at null (failing_at is kept), and the last failed (else last)
 // script job is retried manually, as RetryJob does.
-func (f *Fake) RetryBuild(orgSlug, pipeline string, number int) error {
+func (f *Fake) RetryBuild(orgSlug, pipeline string, number int) (err error) {
+	defer func() {
+		if err == nil {
+			f.notify(orgSlug, pipeline, number)
+		}
+	}()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	r, err := f.buildLocked(orgSlug, pipeline, number)
@@ -609,7 +631,14 @@ var finishedJobStates = map[string]bool{
 // and retried_in_job_id; the new one is scheduled now (the fake's clock) with retry_source,
 // retry_type and retries_count one more than the old one's. A running or failing build stays as it
 // is; a finished build goes back to running with finished_at null, as RetryBuild does.
-func (f *Fake) RetryJob(orgSlug, pipeline string, number int, jobID, retryType string) error {
+func (f *Fake) RetryJob(orgSlug, pipeline string, number int, jobID, retryType string) (err error) {
+	// A job change is a job event at Buildkite; a build event only when the build's state changes.
+	before, _ := f.Build(orgSlug, pipeline, number)
+	defer func() {
+		if after, _ := f.Build(orgSlug, pipeline, number); err == nil && after.State != before.State {
+			f.notify(orgSlug, pipeline, number)
+		}
+	}()
 	if retryType != buildkite.RetryTypeManual && retryType != buildkite.RetryTypeAutomatic {
 		return fmt.Errorf("buildkitetest: retry type %q is neither %q nor %q", retryType, buildkite.RetryTypeManual, buildkite.RetryTypeAutomatic)
 	}
@@ -686,7 +715,14 @@ var jobStates = map[string]bool{
 // that script job timelines. A job set failed (and not soft-failed) in a running build is a hard
 // failure before the build finishes: the build becomes failing, with failing_at = finished (the
 // fake's clock when finished is zero) unless it has one.
-func (f *Fake) FinishJob(orgSlug, pipeline string, number int, jobID, state string, started, finished time.Time) error {
+func (f *Fake) FinishJob(orgSlug, pipeline string, number int, jobID, state string, started, finished time.Time) (err error) {
+	// A job change is a job event at Buildkite; a build event only when the build's state changes.
+	before, _ := f.Build(orgSlug, pipeline, number)
+	defer func() {
+		if after, _ := f.Build(orgSlug, pipeline, number); err == nil && after.State != before.State {
+			f.notify(orgSlug, pipeline, number)
+		}
+	}()
 	if !jobStates[state] {
 		return fmt.Errorf("buildkitetest: %q is not a job state", state)
 	}
@@ -721,7 +757,12 @@ func (f *Fake) FinishJob(orgSlug, pipeline string, number int, jobID, state stri
 
 // Unblock unblocks the build's first blocked manual job at time at (state unblocked, unblocked_at,
 // unblockable false) and sets the build running with blocked false.
-func (f *Fake) Unblock(orgSlug, pipeline string, number int, at time.Time) error {
+func (f *Fake) Unblock(orgSlug, pipeline string, number int, at time.Time) (err error) {
+	defer func() {
+		if err == nil {
+			f.notify(orgSlug, pipeline, number)
+		}
+	}()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	r, err := f.buildLocked(orgSlug, pipeline, number)
