@@ -107,12 +107,17 @@ type exporterOpts struct {
 	hold bool
 }
 
+// benchBody is the bodies' options the figures are measured with: the worst case, as main.go
+// with --metrics.native-histograms (protobuf carries both forms) and --metrics.created-timestamps
+// (OpenMetrics carries _created lines). Exemplars are always on.
+var benchBody = exposition.BodyOptions{NativeHistograms: true, CreatedLines: true}
+
 // startExporter runs a collector over opts.log with quietClient.
 func startExporter(o exporterOpts) (*exporter, error) {
 	if o.logger == nil {
 		o.logger = log.NewNopLogger()
 	}
-	e := &exporter{bodies: exposition.NewBodies(exposition.BodiesOpts{ReleaseMemory: true})} // as main.go
+	e := &exporter{bodies: exposition.NewBodies(exposition.BodiesOpts{ReleaseMemory: true, Body: benchBody})} // as main.go
 	e.gate = newPublishGate(e.bodies.Warm, o.hold)
 	c, err := collector.New(collector.Options{
 		Client:       quietClient{},

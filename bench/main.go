@@ -49,6 +49,9 @@ func run(args []string) error {
 			if err := renderFigures(figs, n); err != nil {
 				return err
 			}
+			if err := exemplarFigures(figs, n); err != nil {
+				return err
+			}
 			if err := figs.flush(); err != nil {
 				return err
 			}
