@@ -274,6 +274,19 @@ func TestPrometheusExemplarsAndNativeHistograms(t *testing.T) {
 		if len(count) != len(durationTruth) || len(sum) != len(durationTruth) {
 			t.Errorf("native series %v, %v; want those of %v", count, sum, durationTruth)
 		}
+		// The 900 s SLO: histogram_fraction over the native buckets equals the classic
+		// bucket's share where no deployment took 899.20–939 s (schema 4's bucket around 900).
+		frac, err := native.query(ctx, "histogram_fraction(0, 900, buildkite_deployment_duration_seconds)")
+		if err != nil {
+			t.Fatal(err)
+		}
+		le900, err := classic.query(ctx, `buildkite_deployment_duration_seconds_bucket{le="900.0"} / ignoring(le) buildkite_deployment_duration_seconds_count`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(frac) != len(durationTruth) || fmt.Sprint(frac) != fmt.Sprint(le900) {
+			t.Errorf("histogram_fraction(0, 900) %v, classic le=900 share %v", frac, le900)
+		}
 		// The classic instance's counts of the same histograms, and of the other three,
 		// equal the native ones.
 		for _, h := range []string{"duration", "lead_time", "recovery", "approval_wait"} {

@@ -220,9 +220,9 @@ const ShortCommitLength = 12
 // Native histograms: the exponential schema and zero bucket every native form uses.
 //
 // Schema 4 has 16 buckets per power of two (each bucket's upper bound is 4.4 % above its lower
-// one). It puts a bucket boundary at 2^(157/16) = 899.18 s, 0.09 % under the 900 s duration
+// one). It puts a bucket boundary at 2^(157/16) = 899.20 s, 0.09 % under the 900 s duration
 // SLO (and at 3597 s under an hour), so histogram_fraction(0, 900, …) misplaces at most the
-// deployments that took 899.18–900 s plus 2 % of those that took 900–939 s; schema 3 would put
+// deployments that took 899.20–900 s plus 2 % of those that took 900–939 s; schema 3 would put
 // the boundary at 861 s and interpolate over 861–939 s. The zero bucket holds observations
 // of at most 1 s (a zero wait, a build that did nothing): with it, a histogram has at most 16
 // buckets per doubling between 1 s and its largest observation, at most 400 up to a year.
