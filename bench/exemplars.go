@@ -91,4 +91,3 @@ func walk(s *snapshot.Snapshot, fn func(*snapshot.Histogram)) {
 		}
 	}
 }
-
