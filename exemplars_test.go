@@ -255,6 +255,13 @@ func TestPrometheusExemplarsAndNativeHistograms(t *testing.T) {
 				t.Errorf("no exemplar for the duration of %s; got %v", k, seen)
 			}
 		}
+		// The instance ingesting native histograms reads them from the protobuf buckets (the
+		// exposition does not repeat them in the native exemplar list).
+		var nat []json.RawMessage
+		q.Set("query", "buildkite_deployment_duration_seconds")
+		if err := native.api(ctx, "/api/v1/query_exemplars", q, &nat); err != nil || len(nat) != len(durationTruth) {
+			t.Errorf("exemplars of the native histograms: %d series (%v), want %d", len(nat), err, len(durationTruth))
+		}
 	})
 
 	t.Run("native histograms", func(t *testing.T) {

@@ -43,7 +43,6 @@ type slot struct {
 	exTimes     []timestamppb.Timestamp
 	exPairs     [][2]dto.LabelPair
 	exPairPtrs  [][2]*dto.LabelPair
-	exemplarPtr []*dto.Exemplar
 	// Native buckets.
 	zeroCount uint64
 	native    nativeSpans
@@ -105,8 +104,10 @@ func (s *slot) createdAt(t time.Time) *timestamppb.Timestamp {
 // the encoders add from the count.
 //
 // Exemplars go where prometheus.NewMetricWithExemplars puts them: each on the first bucket
-// whose bound is not below its value, the one above every bound on an explicit +Inf bucket;
-// with the native form, all of them in Histogram.Exemplars too.
+// whose bound is not below its value, the one above every bound on an explicit +Inf bucket.
+// Unlike it, they are not repeated in Histogram.Exemplars with the native form: Prometheus
+// reads a native histogram's exemplars from its buckets when that list is empty (and 2.42 only
+// from there), and the copies would add a fifth to the protobuf body.
 func (s *slot) fillHistogram(h *snapshot.Histogram, opts options) {
 	if need := len(h.Bounds) + 1; cap(s.buckets) < need { // +1: an +Inf bucket for an exemplar
 		s.buckets = make([]dto.Bucket, need)
@@ -145,15 +146,11 @@ func (s *slot) fillHistogram(h *snapshot.Histogram, opts options) {
 	}
 	n = s.fillExemplars(h, n)
 	s.hist.Bucket = s.bucketPtrs[:n]
-	if native && len(s.exemplarPtr) > 0 {
-		s.hist.Exemplars = s.exemplarPtr
-	}
 }
 
 // fillExemplars puts h's exemplars on the n buckets written, adding the +Inf one if needed,
 // and returns the number of buckets.
 func (s *slot) fillExemplars(h *snapshot.Histogram, n int) int {
-	s.exemplarPtr = s.exemplarPtr[:0]
 	if len(h.Exemplars) == 0 {
 		return n
 	}
@@ -162,7 +159,6 @@ func (s *slot) fillExemplars(h *snapshot.Histogram, n int) int {
 		s.exTimes = make([]timestamppb.Timestamp, need)
 		s.exPairs = make([][2]dto.LabelPair, need)
 		s.exPairPtrs = make([][2]*dto.LabelPair, need)
-		s.exemplarPtr = make([]*dto.Exemplar, 0, need)
 	}
 	inf := false
 	for i, e := range h.Exemplars {
@@ -181,7 +177,6 @@ func (s *slot) fillExemplars(h *snapshot.Histogram, n int) int {
 		x.Value = &e.Value
 		s.exTimes[i].Seconds, s.exTimes[i].Nanos = e.Time.Unix(), int32(e.Time.Nanosecond())
 		x.Timestamp = &s.exTimes[i]
-		s.exemplarPtr = append(s.exemplarPtr, x)
 		b := 0
 		for b < n && s.bounds[b] < e.Value {
 			b++

@@ -130,7 +130,9 @@ func (w withNative) Write(pb *dto.Metric) error {
 	return nil
 }
 
-// sortedExemplars sorts the labels of the exemplars NewMetricWithExemplars wrote.
+// sortedExemplars sorts the labels of the exemplars NewMetricWithExemplars wrote, and drops the
+// copies it makes in a native histogram's exemplar list: the bucket exemplars are the same, and
+// Prometheus reads those when the list is empty (see slot.fillHistogram).
 type sortedExemplars struct{ prometheus.Metric }
 
 func (s sortedExemplars) Write(pb *dto.Metric) error {
@@ -145,8 +147,8 @@ func (s sortedExemplars) Write(pb *dto.Metric) error {
 	for _, b := range pb.GetHistogram().GetBucket() {
 		sortLabels(b.Exemplar)
 	}
-	for _, e := range pb.GetHistogram().GetExemplars() {
-		sortLabels(e)
+	if h := pb.GetHistogram(); h != nil {
+		h.Exemplars = nil
 	}
 	return nil
 }
