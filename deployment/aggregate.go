@@ -162,7 +162,9 @@ func (h *histogram) observeWith(bounds []float64, v float64, o observation) {
 	if h.Native == nil {
 		h.Native = &snapshot.Native{}
 	}
-	nativeObserve(h.Native, v)
+	if !nativeObserve(h.Native, v) {
+		h.Legacy, h.Native = true, nil // cannot stay exact: classic buckets only from now on
+	}
 }
 
 // snapshot copies h for a snapshot, which must not change when later records are applied:

@@ -316,3 +316,19 @@ func TestBaseVersion2Migrates(t *testing.T) {
 		t.Errorf("round trip (-before +after):\n%s", diff)
 	}
 }
+
+// TestNativeOverflowDropsNative: a native bucket count that would pass 32 bits cannot stay
+// exact: the histogram keeps counting in its classic buckets, without a native form.
+func TestNativeOverflowDropsNative(t *testing.T) {
+	var h histogram
+	bounds := []float64{10, 100}
+	h.observe(bounds, 50)
+	h.Native.Buckets[0].Count = math.MaxUint32
+	h.observe(bounds, 50)
+	if !h.Legacy || h.Native != nil || h.Count != 2 || h.Counts[1] != 2 {
+		t.Errorf("after the overflow: legacy %v native %+v count %d counts %v", h.Legacy, h.Native, h.Count, h.Counts)
+	}
+	if s := h.snapshot(bounds); s.Native != nil {
+		t.Errorf("the snapshot has a native form: %+v", s.Native)
+	}
+}

@@ -1,6 +1,7 @@
 package deployment
 
 import (
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -12,11 +13,13 @@ import (
 
 // nativeObserve counts v in n's exponential buckets (snapshot.NativeSchema): a value of at most
 // snapshot.NativeZeroThreshold (durations are never negative) in the zero bucket, any other in
-// the bucket of snapshot.NativeIndex, kept sorted. n must not be shared with a snapshot.
-func nativeObserve(n *snapshot.Native, v float64) {
+// the bucket of snapshot.NativeIndex, kept sorted. n must not be shared with a snapshot. It
+// reports false when a bucket's count would overflow its 32 bits (4 billion deployments of one
+// (component, environment) in one bucket): the native form cannot stay exact.
+func nativeObserve(n *snapshot.Native, v float64) bool {
 	if v <= snapshot.NativeZeroThreshold {
 		n.ZeroCount++
-		return
+		return true
 	}
 	idx := snapshot.NativeIndex(v)
 	i, found := slices.BinarySearchFunc(n.Buckets, idx, func(b snapshot.NativeBucket, idx int32) int {
@@ -29,10 +32,14 @@ func nativeObserve(n *snapshot.Native, v float64) {
 		return 0
 	})
 	if found {
+		if n.Buckets[i].Count == math.MaxUint32 {
+			return false
+		}
 		n.Buckets[i].Count++
-		return
+		return true
 	}
 	n.Buckets = slices.Insert(n.Buckets, i, snapshot.NativeBucket{Index: idx, Count: 1})
+	return true
 }
 
 // exemplarOf is the exemplar labels of r's observations and, when the labels had to lose
@@ -57,7 +64,9 @@ func exemplarOf(r store.Record) (o observation, dropped string) {
 	if runes+len(snapshot.ExemplarCommitLabel)+len(commit) > snapshot.ExemplarMaxRunes {
 		return o, snapshot.ExemplarDroppedCommit
 	}
-	o.commit = commit
+	// A copy: the record's strings may share one allocation (the store's decoder makes one
+	// per record), which a substring would keep alive with every exemplar.
+	o.commit = strings.Clone(commit)
 	return o, ""
 }
 

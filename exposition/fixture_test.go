@@ -20,7 +20,7 @@ var (
 // deployment package's sorted insert).
 func hist(bounds []float64, obs ...float64) *snapshot.Histogram {
 	h := &snapshot.Histogram{Bounds: bounds, Counts: make([]uint64, len(bounds)+1), Native: &snapshot.Native{}}
-	native := map[int32]uint64{}
+	native := map[int32]uint32{}
 	for _, o := range obs {
 		i := 0
 		for i < len(bounds) && o > bounds[i] {

@@ -239,10 +239,11 @@ type Native struct {
 }
 
 // NativeBucket is one populated exponential bucket: it holds the observations v with
-// 2^((Index-1)/16) < v ≤ 2^(Index/16).
+// 2^((Index-1)/16) < v ≤ 2^(Index/16). 8 bytes: a snapshot of 10,000 components holds
+// millions; a count that would pass 32 bits drops the native form (deployment package).
 type NativeBucket struct {
 	Index int32  `json:"i"`
-	Count uint64 `json:"n"`
+	Count uint32 `json:"n"`
 }
 
 // nativeBounds are the fractions 2^(i/16 - 1), i = 0…15, as math.Frexp returns them.
