@@ -111,7 +111,8 @@ type histogram struct {
 	// Legacy is set on the histograms of a base older than version 3 that had observations:
 	// those had no native counts nor created timestamp, so Native stays nil and Created zero
 	// for good (counts cannot be recovered from a compacted base). Their exemplars come back
-	// with the next observation of each bucket.
+	// with the next observation of each bucket. It is also set when a native bucket's count
+	// would overflow (nativeObserve).
 	Legacy bool `json:"legacy,omitempty"`
 
 	// shared is set once a snapshot shares Exemplars and Native: the next observe copies
