@@ -178,6 +178,11 @@ func (h *histogram) snapshot(bounds []float64) *snapshot.Histogram {
 		s.Exemplars = h.Exemplars
 	}
 	if h.Native != nil && !h.Legacy {
+		if b := h.Native.Buckets; cap(b)-len(b) > 2 {
+			// Inserts grew it by doubling: shared from now on, it would keep the slack until
+			// the next observation (after a replay, most histograms never see one).
+			h.Native = &snapshot.Native{ZeroCount: h.Native.ZeroCount, Buckets: slices.Clone(b)}
+		}
 		s.Native = h.Native
 	}
 	h.shared = true
