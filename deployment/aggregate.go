@@ -150,8 +150,8 @@ func (h *histogram) observeWith(bounds []float64, v float64, o observation) {
 		if len(h.Exemplars) != len(h.Counts) {
 			h.Exemplars = make([]*snapshot.Exemplar, len(h.Counts))
 		}
-		if e := h.Exemplars[i]; e == nil || !o.finished.Before(e.Time) {
-			h.Exemplars[i] = &snapshot.Exemplar{Value: v, Time: o.finished, Build: o.build, Commit: o.commit}
+		if e := h.Exemplars[i]; e == nil || o.finished.UnixNano() >= e.Time {
+			h.Exemplars[i] = &snapshot.Exemplar{Value: v, Time: o.finished.UnixNano(), Build: o.build, Commit: o.commit}
 		}
 	}
 	if h.Legacy {

@@ -33,8 +33,8 @@ func TestExemplarLatestPerBucket(t *testing.T) {
 	a.Apply(build(4, t0.Add(2*time.Hour), 2*time.Hour))  // 7200 s: above every bound (+Inf)
 	h := a.Duration[joinKey("c", "production", "passed")]
 	want := make([]*snapshot.Exemplar, len(config.DurationBuckets)+1)
-	want[1] = &snapshot.Exemplar{Value: 180, Time: t0.Add(time.Hour), Build: "o/p/builds/2", Commit: sha(1002)[:12]}
-	want[len(want)-1] = &snapshot.Exemplar{Value: 7200, Time: t0.Add(2 * time.Hour), Build: "o/p/builds/4", Commit: sha(1004)[:12]}
+	want[1] = &snapshot.Exemplar{Value: 180, Time: t0.Add(time.Hour).UnixNano(), Build: "o/p/builds/2", Commit: sha(1002)[:12]}
+	want[len(want)-1] = &snapshot.Exemplar{Value: 7200, Time: t0.Add(2 * time.Hour).UnixNano(), Build: "o/p/builds/4", Commit: sha(1004)[:12]}
 	if config.DurationBuckets[1] != 300 {
 		t.Fatalf("the test assumes a 300 s second bucket: %v", config.DurationBuckets)
 	}

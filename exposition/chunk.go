@@ -175,7 +175,7 @@ func (s *slot) fillExemplars(h *snapshot.Histogram, n int) int {
 			x.Label = s.exPairPtrs[i][:2]
 		}
 		x.Value = &e.Value
-		s.exTimes[i].Seconds, s.exTimes[i].Nanos = e.Time.Unix(), int32(e.Time.Nanosecond())
+		s.exTimes[i].Seconds, s.exTimes[i].Nanos = e.Time/1e9, int32(e.Time%1e9)
 		x.Timestamp = &s.exTimes[i]
 		b := 0
 		for b < n && s.bounds[b] < e.Value {

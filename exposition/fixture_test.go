@@ -56,7 +56,7 @@ func withExemplars(h *snapshot.Histogram, created time.Time, exs ...*snapshot.Ex
 }
 
 func ex(v float64, minutes int, build, commit string) *snapshot.Exemplar {
-	return &snapshot.Exemplar{Value: v, Time: at(minutes), Build: build, Commit: commit}
+	return &snapshot.Exemplar{Value: v, Time: at(minutes).UnixNano(), Build: build, Commit: commit}
 }
 
 func at(minutes int) time.Time { return base.Add(time.Duration(minutes) * time.Minute) }

@@ -103,7 +103,7 @@ func (c collector) histogram(d *prometheus.Desc, h *snapshot.Histogram, values [
 		if e.Commit != "" {
 			labels[snapshot.ExemplarCommitLabel] = e.Commit
 		}
-		exemplars = append(exemplars, prometheus.Exemplar{Value: e.Value, Labels: labels, Timestamp: e.Time})
+		exemplars = append(exemplars, prometheus.Exemplar{Value: e.Value, Labels: labels, Timestamp: e.At()})
 	}
 	if len(exemplars) == 0 {
 		return m

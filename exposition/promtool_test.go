@@ -149,7 +149,7 @@ func TestOpenMetricsGoldensParse(t *testing.T) {
 					if k < len(h.Bounds) {
 						le = h.Bounds[k]
 					}
-					ex := fmt.Sprintf("build=%s commit=%s %v %v", x.Build, x.Commit, x.Value, x.Time.UTC())
+					ex := fmt.Sprintf("build=%s commit=%s %v %v", x.Build, x.Commit, x.Value, x.At())
 					want[fmt.Sprintf("%s%s le=%v", name, seriesKey(lbls...), le)] = ex
 				}
 			}

@@ -196,14 +196,19 @@ type Histogram struct {
 // Exemplar is one observation and the build that made it. Its JSON is part of the compaction
 // base's format (deployment.Aggregate, version 3): changing a tag is a store format change.
 type Exemplar struct {
-	Value float64   `json:"value"`
-	Time  time.Time `json:"time"` // the build's finished_at
+	Value float64 `json:"value"`
+	// Time is the build's finished_at in Unix nanoseconds (At): 8 bytes instead of a
+	// time.Time's 24, for the hundreds of thousands a large catalog keeps.
+	Time int64 `json:"time"`
 	// Build is the path of the build's web page, "<org>/<pipeline>/builds/<number>": Grafana
 	// links https://buildkite.com/${__value.raw}.
 	Build string `json:"build"`
 	// Commit is the short sha (ShortCommit); empty when unknown or when it did not fit.
 	Commit string `json:"commit,omitempty"`
 }
+
+// At is e.Time as a time.Time.
+func (e *Exemplar) At() time.Time { return time.Unix(0, e.Time).UTC() }
 
 // Exemplar label names, sorted: the order the exposition writes them in.
 const (
