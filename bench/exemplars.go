@@ -71,8 +71,8 @@ func exemplarFigures(figs *figures, n int) error {
 	figs.info(sec, "memory exemplars add", added/mib, "MiB", note)
 	nativeNote := fmt.Sprintf("%d populated native buckets (%d B each) in %d histograms, kept whether --metrics.native-histograms is on or not (they must be counted from the first record to be exact); "+
 		"plus %d B per histogram for its Native pointer and Created time",
-		nativeBuckets, unsafe.Sizeof(snapshot.NativeBucket{}), hists, unsafe.Sizeof(&snapshot.Native{})+unsafe.Sizeof(time.Time{}))
-	nativeBytes := float64(nativeBuckets)*float64(unsafe.Sizeof(snapshot.NativeBucket{})) + float64(hists)*float64(unsafe.Sizeof(snapshot.Native{})+unsafe.Sizeof(&snapshot.Native{})+unsafe.Sizeof(time.Time{}))
+		nativeBuckets, unsafe.Sizeof(snapshot.NativeBucket{}), hists, unsafe.Sizeof(&snapshot.Native{})+unsafe.Sizeof(int64(0)))
+	nativeBytes := float64(nativeBuckets)*float64(unsafe.Sizeof(snapshot.NativeBucket{})) + float64(hists)*float64(unsafe.Sizeof(snapshot.Native{})+unsafe.Sizeof(&snapshot.Native{})+unsafe.Sizeof(int64(0)))
 	fmt.Fprintf(os.Stderr, "%s: native buckets and created timestamps (counted): %.1f MiB; %s\n", sec, nativeBytes/mib, nativeNote)
 	figs.info(sec, "native buckets and created timestamps (counted, not measured)", nativeBytes/mib, "MiB", nativeNote)
 	return nil

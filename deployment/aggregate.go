@@ -107,7 +107,7 @@ type histogram struct {
 	// Exemplars is nil or len(Counts) long.
 	Exemplars []*snapshot.Exemplar `json:"exemplars,omitempty"`
 	Native    *snapshot.Native     `json:"native,omitempty"`
-	Created   time.Time            `json:"created,omitzero"`
+	Created   int64                `json:"created,omitempty"` // Unix nanoseconds
 	// Legacy is set on the histograms of a base older than version 3 that had observations:
 	// those had no native counts nor created timestamp, so Native stays nil and Created zero
 	// for good (counts cannot be recovered from a compacted base). Their exemplars come back
@@ -157,8 +157,8 @@ func (h *histogram) observeWith(bounds []float64, v float64, o observation) {
 	if h.Legacy {
 		return
 	}
-	if !o.finished.IsZero() && (h.Created.IsZero() || o.finished.Before(h.Created)) {
-		h.Created = o.finished
+	if f := o.finished.UnixNano(); !o.finished.IsZero() && (h.Created == 0 || f < h.Created) {
+		h.Created = f
 	}
 	if h.Native == nil {
 		h.Native = &snapshot.Native{}
@@ -351,7 +351,7 @@ func (a *Aggregate) migrateTo3() {
 	for _, m := range []map[string]*histogram{a.Duration, a.LeadTime, a.Recovery, a.ApprovalWait} {
 		for _, h := range m {
 			if h != nil && (h.Count > 0 || slices.ContainsFunc(h.Counts, func(c uint64) bool { return c != 0 })) {
-				h.Legacy, h.Native, h.Created = true, nil, time.Time{}
+				h.Legacy, h.Native, h.Created = true, nil, 0
 			}
 		}
 	}

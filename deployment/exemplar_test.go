@@ -41,7 +41,7 @@ func TestExemplarLatestPerBucket(t *testing.T) {
 	if diff := cmp.Diff(want, h.Exemplars); diff != "" {
 		t.Errorf("exemplars (-want +got):\n%s", diff)
 	}
-	if !h.Created.Equal(t0.Add(-time.Hour)) {
+	if h.Created != t0.Add(-time.Hour).UnixNano() {
 		t.Errorf("created = %v, want the earliest finish %v", h.Created, t0.Add(-time.Hour))
 	}
 	if got := a.PipelineCreated[joinKey("c", "production", "o/p")]; !got.Equal(t0.Add(-time.Hour)) {
@@ -292,12 +292,12 @@ func TestBaseVersion2Migrates(t *testing.T) {
 	}
 	k := joinKey("c", "production", "passed")
 	h := a.Duration[k]
-	if !h.Legacy || h.Native != nil || !h.Created.IsZero() || h.Exemplars != nil {
+	if !h.Legacy || h.Native != nil || h.Created != 0 || h.Exemplars != nil {
 		t.Fatalf("migrated histogram %+v", h)
 	}
 	a.Apply(build(2, t0.Add(time.Hour), 20*time.Minute))
 	s := h.snapshot(config.DurationBuckets)
-	if s.Native != nil || !s.Created.IsZero() || s.Count != 2 {
+	if s.Native != nil || s.Created != 0 || s.Count != 2 {
 		t.Errorf("snapshot of a legacy histogram: native %+v created %v count %d", s.Native, s.Created, s.Count)
 	}
 	if s.Exemplars == nil || s.Exemplars[4] == nil || s.Exemplars[4].Build != "o/p/builds/2" {

@@ -39,10 +39,10 @@ type slot struct {
 	created timestamppb.Timestamp
 	// Exemplars, one per bucket at most; their values and label values point into the
 	// snapshot, which is immutable.
-	exemplars   []dto.Exemplar
-	exTimes     []timestamppb.Timestamp
-	exPairs     [][2]dto.LabelPair
-	exPairPtrs  [][2]*dto.LabelPair
+	exemplars  []dto.Exemplar
+	exTimes    []timestamppb.Timestamp
+	exPairs    [][2]dto.LabelPair
+	exPairPtrs [][2]*dto.LabelPair
 	// Native buckets.
 	zeroCount uint64
 	native    nativeSpans
@@ -134,7 +134,11 @@ func (s *slot) fillHistogram(h *snapshot.Histogram, opts options) {
 	s.count, s.sum = h.Count, h.Sum
 	s.hist.SampleCount = &s.count
 	s.hist.SampleSum = &s.sum
-	s.hist.CreatedTimestamp = s.createdAt(h.Created)
+	s.hist.CreatedTimestamp = nil
+	if h.Created != 0 {
+		s.created.Seconds, s.created.Nanos = h.Created/1e9, int32(h.Created%1e9)
+		s.hist.CreatedTimestamp = &s.created
+	}
 	s.hist.Schema, s.hist.ZeroThreshold, s.hist.ZeroCount = nil, nil, nil
 	s.hist.PositiveSpan, s.hist.PositiveDelta, s.hist.Exemplars = nil, nil, nil
 	native := opts.native && h.Native != nil

@@ -43,7 +43,7 @@ func hist(bounds []float64, obs ...float64) *snapshot.Histogram {
 
 // withExemplars gives h a created time and exemplars, each in the bucket of its value.
 func withExemplars(h *snapshot.Histogram, created time.Time, exs ...*snapshot.Exemplar) *snapshot.Histogram {
-	h.Created = created
+	h.Created = created.UnixNano()
 	h.Exemplars = make([]*snapshot.Exemplar, len(h.Counts))
 	for _, e := range exs {
 		i := 0

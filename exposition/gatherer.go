@@ -3,6 +3,7 @@ package exposition
 import (
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -86,10 +87,10 @@ func (c collector) histogram(d *prometheus.Desc, h *snapshot.Histogram, values [
 		buckets[h.Bounds[j]] = n
 	}
 	var m prometheus.Metric
-	if h.Created.IsZero() {
+	if h.Created == 0 {
 		m = prometheus.MustNewConstHistogram(d, h.Count, h.Sum, buckets, values...)
 	} else {
-		m = prometheus.MustNewConstHistogramWithCreatedTimestamp(d, h.Count, h.Sum, buckets, h.Created, values...)
+		m = prometheus.MustNewConstHistogramWithCreatedTimestamp(d, h.Count, h.Sum, buckets, time.Unix(0, h.Created), values...)
 	}
 	if c.opts.NativeHistograms && h.Native != nil {
 		m = withNative{m, h.Native}

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/common/expfmt"
@@ -138,8 +139,8 @@ func TestOpenMetricsGoldensParse(t *testing.T) {
 				if lh.state != "" {
 					lbls = append(lbls, "state", lh.state)
 				}
-				if !h.Created.IsZero() {
-					wantCreated[name+seriesKey(lbls...)] = h.Created.UTC().String()
+				if h.Created != 0 {
+					wantCreated[name+seriesKey(lbls...)] = time.Unix(0, h.Created).UTC().String()
 				}
 				for k, x := range h.Exemplars {
 					if x == nil {

@@ -189,8 +189,10 @@ type Histogram struct {
 	// Native is the same observations in exponential buckets (NativeSchema); nil when
 	// unknown (counts compacted before native counts were kept). Shared: never modify it.
 	Native *Native
-	// Created is the finished_at of the earliest observation; zero when unknown.
-	Created time.Time
+	// Created is the finished_at of the earliest observation in Unix nanoseconds (8 bytes,
+	// not a time.Time's 24: a large catalog has hundreds of thousands of histograms); 0 when
+	// unknown.
+	Created int64
 }
 
 // Exemplar is one observation and the build that made it. Its JSON is part of the compaction
