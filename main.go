@@ -53,6 +53,7 @@ var requiredScopes = []string{buildkite.ScopeReadBuilds, buildkite.ScopeReadPipe
 
 // flags holds every command-line setting; secrets are never among them, only the files holding them.
 type flags struct {
+	metrics                metricsFlags
 	metricsPath            string
 	disableExporterMetrics bool
 	maxRequests            int
@@ -136,6 +137,7 @@ func run(args []string) int {
 
 func registerFlags(app *kingpin.Application) *flags {
 	f := &flags{}
+	f.metrics.register(app)
 	app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&f.metricsPath)
 	app.Flag("web.disable-exporter-metrics", "Exclude the exporter's own Go and process metrics from /metrics.").BoolVar(&f.disableExporterMetrics)
 	app.Flag("web.max-requests", "Maximum number of parallel scrape requests; 0 disables the limit.").Default("40").IntVar(&f.maxRequests)
@@ -255,7 +257,7 @@ func serve(f *flags, cfg *config.Config, logger log.Logger, slogger *slog.Logger
 
 	// The deployment series are encoded once per snapshot and format, by the poller when it
 	// publishes (Warm), not at every scrape: with 1,000 components they are over 150,000 lines.
-	bodies := exposition.NewBodies(exposition.BodiesOpts{ReleaseMemory: true})
+	bodies := exposition.NewBodies(exposition.BodiesOpts{ReleaseMemory: true, Body: f.metrics.bodyOptions()})
 	coll, err := collector.New(collector.Options{
 		Client:       client,
 		Catalog:      func() []backstage.Component { return catalog.Snapshot().Components },

@@ -109,12 +109,17 @@ type exporterOpts struct {
 	webhookQueue int
 }
 
+// benchBody is the bodies' options the figures are measured with: as main.go with
+// --metrics.native-histograms (protobuf carries both forms). Exemplars are always on; the
+// _created lines of --metrics.created-timestamps are not (off by default).
+var benchBody = exposition.BodyOptions{NativeHistograms: true}
+
 // startExporter runs a collector over opts.log with quietClient.
 func startExporter(o exporterOpts) (*exporter, error) {
 	if o.logger == nil {
 		o.logger = log.NewNopLogger()
 	}
-	e := &exporter{bodies: exposition.NewBodies(exposition.BodiesOpts{ReleaseMemory: true})} // as main.go
+	e := &exporter{bodies: exposition.NewBodies(exposition.BodiesOpts{ReleaseMemory: true, Body: benchBody})} // as main.go
 	e.gate = newPublishGate(e.bodies.Warm, o.hold)
 	c, err := collector.New(collector.Options{
 		Client:       quietClient{},

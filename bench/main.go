@@ -51,6 +51,9 @@ func run(args []string) error {
 			if err := renderFigures(figs, n); err != nil {
 				return err
 			}
+			if err := exemplarFigures(figs, n); err != nil {
+				return err
+			}
 			if err := figs.flush(); err != nil {
 				return err
 			}

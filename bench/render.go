@@ -353,7 +353,7 @@ func renderFigures(figs *figures, n int) error {
 	// that format asked for.
 	for _, f := range bodyFormats {
 		cur := s
-		b := exposition.NewBodies(exposition.BodiesOpts{})
+		b := exposition.NewBodies(exposition.BodiesOpts{Body: benchBody})
 		h := exposition.NewHandler(func() *snapshot.Snapshot { return cur }, nil, exposition.HandlerOpts{Bodies: b})
 		if rec := scrape(h, f.accept, true); rec.Code != http.StatusOK {
 			return fmt.Errorf("%s: %s: status %d", sec, f.name, rec.Code)

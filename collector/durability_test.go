@@ -9,10 +9,12 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/testing/protocmp"
 
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/backstage"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/buildkite/buildkitetest"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/deployment"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/exposition"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/store"
 )
 
@@ -213,4 +215,65 @@ func TestRunFailsOnUnreadableBase(t *testing.T) {
 	if err := c.Run(t.Context()); err == nil || !strings.Contains(err.Error(), "compacted deployment summary") {
 		t.Errorf("Run = %v, want an error about the compacted summary", err)
 	}
+}
+
+// TestCompactionKeepsExemplarsNativeCreated: the exemplars, native buckets and created
+// timestamps a restart serves after compacting the log are those served before, in the
+// protobuf families with native histograms on (which carry all three).
+func TestCompactionKeepsExemplarsNativeCreated(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		now := time.Now()
+		f := newFake()
+		states := []string{"failed", "passed", "canceled", "failed", "failed", "passed", "passed", "failed"}
+		for i, s := range states {
+			f.AddBuild(testOrg, "shop", finished(now.Add(-time.Duration(len(states)-i)*24*time.Hour), time.Duration(i)*time.Minute, s, nil))
+		}
+		comps := []backstage.Component{component("shop", "shop")}
+		mem := store.NewMemory()
+		opts := exposition.BodyOptions{NativeHistograms: true}
+		h := start(t, f, comps, withLog(mem))
+		before, err := exposition.NewGathererWith(h.c.Snapshot(), opts).Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.stop()
+		var exemplars, natives, created int
+		for _, mf := range before {
+			for _, m := range mf.GetMetric() {
+				if hist := m.GetHistogram(); hist != nil {
+					for _, b := range hist.GetBucket() {
+						if b.GetExemplar() != nil {
+							exemplars++
+						}
+					}
+					if hist.Schema != nil {
+						natives++
+					}
+					if hist.CreatedTimestamp != nil {
+						created++
+					}
+				}
+				if m.GetCounter().GetCreatedTimestamp() != nil {
+					created++
+				}
+			}
+		}
+		if exemplars == 0 || natives == 0 || created == 0 {
+			t.Fatalf("before compaction: %d exemplars, %d native histograms, %d created timestamps; the test would prove nothing", exemplars, natives, created)
+		}
+		if err := mem.Compact(now.Add(-3*24*time.Hour), deployment.Fold); err != nil {
+			t.Fatal(err)
+		}
+		if st, _ := mem.Load(); len(st.Base) == 0 {
+			t.Fatal("nothing was compacted; the test would prove nothing")
+		}
+		h2 := start(t, f, comps, withLog(mem))
+		after, err := exposition.NewGathererWith(h2.c.Snapshot(), opts).Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(before, after, protocmp.Transform()); diff != "" {
+			t.Errorf("deployment families changed across compaction and restart (-before +after):\n%s", diff)
+		}
+	})
 }

@@ -183,12 +183,13 @@ func component() *dashboard.DashboardBuilder {
 		WithTarget(query("A", `sum by (environment, state) (increase(buildkite_deployments_total{`+sel+`}[$__interval]))`, "{{environment}} {{state}}")))
 	b = b.WithPanel(timeseries.NewPanelBuilder().
 		Title("Duration percentiles (1d rolling)").
-		Description("Start-to-finish time of passed and failed deployments over the preceding day. Lines: the 15-minute duration SLO and the 30-minute slow-deployment alert.").
+		Description("Start-to-finish time of passed and failed deployments over the preceding day. Lines: the 15-minute duration SLO and the 30-minute slow-deployment alert. Dots: exemplars, the latest deployment of each bucket; with the datasource's exemplar link (dashboards/provisioning/datasources) a dot opens its build on Buildkite.").
 		Span(12).Height(8).
 		Unit("s").
 		ThresholdsStyle(common.NewGraphThresholdsStyleConfigBuilder().Mode(common.GraphThresholdsStyleModeDashed)).
 		Thresholds(thresholds("transparent", 900, "orange", 1800, "red")).
-		WithTarget(query("A", `histogram_quantile(0.5, sum by (le) (increase(buildkite_deployment_duration_seconds_bucket{`+sel+`}[1d])))`, "p50")).
+		// Exemplars on one query only: each query would fetch and draw the same ones.
+		WithTarget(query("A", `histogram_quantile(0.5, sum by (le) (increase(buildkite_deployment_duration_seconds_bucket{`+sel+`}[1d])))`, "p50").Exemplar(true)).
 		WithTarget(query("B", `histogram_quantile(0.9, sum by (le) (increase(buildkite_deployment_duration_seconds_bucket{`+sel+`}[1d])))`, "p90")).
 		WithTarget(query("C", `histogram_quantile(0.99, sum by (le) (increase(buildkite_deployment_duration_seconds_bucket{`+sel+`}[1d])))`, "p99")))
 	b = b.WithPanel(heatmap.NewPanelBuilder().
@@ -216,9 +217,10 @@ func component() *dashboard.DashboardBuilder {
 		WithTarget(query("B", `sum by (environment) (buildkite_deployments_awaiting_approval{`+sel+`})`, "awaiting approval {{environment}}")))
 	b = b.WithPanel(timeseries.NewPanelBuilder().
 		Title("Lead time and recovery time (7d rolling median)").
+		Description("Dots: exemplars, the latest deployment of each bucket; with the datasource's exemplar link a dot opens its build on Buildkite.").
 		Span(24).Height(8).
 		Unit("s").
-		WithTarget(query("A", `histogram_quantile(0.5, sum by (le) (increase(buildkite_deployment_lead_time_seconds_bucket{`+sel+`}[7d])))`, "lead time")).
-		WithTarget(query("B", `histogram_quantile(0.5, sum by (le) (increase(buildkite_deployment_recovery_seconds_bucket{`+sel+`}[7d])))`, "recovery time")))
+		WithTarget(query("A", `histogram_quantile(0.5, sum by (le) (increase(buildkite_deployment_lead_time_seconds_bucket{`+sel+`}[7d])))`, "lead time").Exemplar(true)).
+		WithTarget(query("B", `histogram_quantile(0.5, sum by (le) (increase(buildkite_deployment_recovery_seconds_bucket{`+sel+`}[7d])))`, "recovery time").Exemplar(true)))
 	return b
 }

@@ -97,27 +97,96 @@ const (
 )
 
 // histogram is a fixed-bucket histogram that can be serialised. Counts are per bucket (not
-// cumulative); the last slot counts observations above the highest bound.
+// cumulative); the last slot counts observations above the highest bound. Since version 3 it
+// also keeps, per bucket, the latest observation as an exemplar, the same observations in
+// native (exponential) buckets, and the finish time of its earliest observation.
 type histogram struct {
 	Counts []uint64 `json:"counts"`
 	Sum    float64  `json:"sum"`
 	Count  uint64   `json:"count"`
+	// Exemplars is nil or len(Counts) long.
+	Exemplars []*snapshot.Exemplar `json:"exemplars,omitempty"`
+	Native    *snapshot.Native     `json:"native,omitempty"`
+	Created   int64                `json:"created,omitempty"` // Unix nanoseconds
+	// Legacy is set on the histograms of a base older than version 3 that had observations:
+	// those had no native counts nor created timestamp, so Native stays nil and Created zero
+	// for good (counts cannot be recovered from a compacted base). Their exemplars come back
+	// with the next observation of each bucket. It is also set when a native bucket's count
+	// would overflow (nativeObserve).
+	Legacy bool `json:"legacy,omitempty"`
+
+	// shared is set once a snapshot shares Exemplars and Native: the next observe copies
+	// them instead of modifying what a published snapshot reads.
+	shared bool
+}
+
+// observation is what a record adds to a histogram besides its value.
+type observation struct {
+	finished time.Time
+	// build and commit are the exemplar's labels; build empty: no exemplar.
+	build, commit string
 }
 
 func (h *histogram) observe(bounds []float64, v float64) {
+	h.observeWith(bounds, v, observation{})
+}
+
+func (h *histogram) observeWith(bounds []float64, v float64, o observation) {
 	if len(h.Counts) != len(bounds)+1 {
 		h.Counts = make([]uint64, len(bounds)+1)
 	}
-	h.Counts[sort.SearchFloat64s(bounds, v)]++
+	i := sort.SearchFloat64s(bounds, v)
+	h.Counts[i]++
 	h.Sum += v
 	h.Count++
+	if h.shared {
+		h.Exemplars = slices.Clone(h.Exemplars)
+		if h.Native != nil {
+			h.Native = &snapshot.Native{ZeroCount: h.Native.ZeroCount, Buckets: slices.Clone(h.Native.Buckets)}
+		}
+		h.shared = false
+	}
+	if o.build != "" && !o.finished.IsZero() {
+		if len(h.Exemplars) != len(h.Counts) {
+			h.Exemplars = make([]*snapshot.Exemplar, len(h.Counts))
+		}
+		if e := h.Exemplars[i]; e == nil || o.finished.UnixNano() >= e.Time {
+			h.Exemplars[i] = &snapshot.Exemplar{Value: v, Time: o.finished.UnixNano(), Build: o.build, Commit: o.commit}
+		}
+	}
+	if h.Legacy {
+		return
+	}
+	if f := o.finished.UnixNano(); !o.finished.IsZero() && (h.Created == 0 || f < h.Created) {
+		h.Created = f
+	}
+	if h.Native == nil {
+		h.Native = &snapshot.Native{}
+	}
+	if !nativeObserve(h.Native, v) {
+		h.Legacy, h.Native = true, nil // cannot stay exact: classic buckets only from now on
+	}
 }
 
-// snapshot copies h for a snapshot, which must not change when later records are applied.
+// snapshot copies h for a snapshot, which must not change when later records are applied:
+// the counts are copied, exemplars and native buckets shared until the next observe.
 func (h *histogram) snapshot(bounds []float64) *snapshot.Histogram {
 	counts := make([]uint64, len(bounds)+1)
 	copy(counts, h.Counts)
-	return &snapshot.Histogram{Bounds: bounds, Counts: counts, Sum: h.Sum, Count: h.Count}
+	s := &snapshot.Histogram{Bounds: bounds, Counts: counts, Sum: h.Sum, Count: h.Count, Created: h.Created}
+	if len(h.Exemplars) == len(counts) {
+		s.Exemplars = h.Exemplars
+	}
+	if h.Native != nil && !h.Legacy {
+		if b := h.Native.Buckets; cap(b)-len(b) > 2 {
+			// Inserts grew it by doubling: shared from now on, it would keep the slack until
+			// the next observation (after a replay, most histograms never see one).
+			h.Native = &snapshot.Native{ZeroCount: h.Native.ZeroCount, Buckets: slices.Clone(b)}
+		}
+		s.Native = h.Native
+	}
+	h.shared = true
+	return s
 }
 
 // envKey is a (component, environment) pair; series keys are strings joined with \x00 so that the
@@ -176,6 +245,14 @@ type Aggregate struct {
 	// LastBuilds by (component, environment, pipeline, state); absent from bases written
 	// before it was kept (see fillLastBuilds).
 	LastBuilds map[string]*lastBuild `json:"last_builds,omitempty"`
+	// PipelineCreated is, by (component, environment, pipeline), the finished_at of the
+	// earliest record: when buildkite_deployments_total's three series started counting. A
+	// zero time is unknown (the triple was counted in a base older than version 3), and
+	// stays so: a later record must not claim the counter started with it.
+	PipelineCreated map[string]time.Time `json:"pipeline_created,omitempty"`
+	// ExemplarsDropped counts, by snapshot.ExemplarDropReasons, the observations whose
+	// exemplar lost its commit label or was left out (OpenMetrics' 128-rune limit).
+	ExemplarsDropped map[string]uint64 `json:"exemplars_dropped,omitempty"`
 
 	// withRecords indexes Pipelines by (component, pipeline), for HasDeployments.
 	withRecords map[string]bool
@@ -194,24 +271,28 @@ func (a *Aggregate) HasDeployments(component, pipeline string) bool {
 	return a.withRecords[joinKey(component, pipeline)]
 }
 
-// aggregateVersion is the version of the base's JSON: 2 records the histogram bounds; 1,
-// still read, did not.
-const aggregateVersion = 2
+// aggregateVersion is the version of the base's JSON: 3 adds exemplars, native buckets and
+// created timestamps (histogram fields, PipelineCreated, ExemplarsDropped); 2 records the
+// histogram bounds; 1 did not. 1 and 2 are still read: their histograms become Legacy and
+// their pipelines' created times unknown (see UnmarshalAggregate).
+const aggregateVersion = 3
 
 // NewAggregate returns an empty aggregate with this binary's histogram bounds.
 func NewAggregate() *Aggregate {
 	return &Aggregate{
-		Version:      aggregateVersion,
-		Bounds:       currentBounds(),
-		Deployments:  map[string]uint64{},
-		Pipelines:    map[string]bool{},
-		Duration:     map[string]*histogram{},
-		LeadTime:     map[string]*histogram{},
-		Recovery:     map[string]*histogram{},
-		ApprovalWait: map[string]*histogram{},
-		LastFinished: map[string]time.Time{},
-		Envs:         map[string]*envState{},
-		LastBuilds:   map[string]*lastBuild{},
+		Version:          aggregateVersion,
+		Bounds:           currentBounds(),
+		Deployments:      map[string]uint64{},
+		Pipelines:        map[string]bool{},
+		Duration:         map[string]*histogram{},
+		LeadTime:         map[string]*histogram{},
+		Recovery:         map[string]*histogram{},
+		ApprovalWait:     map[string]*histogram{},
+		LastFinished:     map[string]time.Time{},
+		Envs:             map[string]*envState{},
+		LastBuilds:       map[string]*lastBuild{},
+		PipelineCreated:  map[string]time.Time{},
+		ExemplarsDropped: map[string]uint64{},
 	}
 }
 
@@ -227,8 +308,8 @@ func UnmarshalAggregate(b []byte) (*Aggregate, error) {
 	if err := json.Unmarshal(b, a); err != nil {
 		return nil, fmt.Errorf("decoding the compacted deployment summary: %w", err)
 	}
-	if a.Version != 1 && a.Version != aggregateVersion {
-		return nil, fmt.Errorf("compacted deployment summary has version %d, this exporter reads 1 and %d", a.Version, aggregateVersion)
+	if a.Version < 1 || a.Version > aggregateVersion {
+		return nil, fmt.Errorf("compacted deployment summary has version %d, this exporter reads 1 to %d", a.Version, aggregateVersion)
 	}
 	// Maps absent from an older or hand-edited base.
 	fresh := NewAggregate()
@@ -250,11 +331,39 @@ func UnmarshalAggregate(b []byte) (*Aggregate, error) {
 		a.Envs = fresh.Envs
 	}
 	a.fillLastBuilds()
+	if a.PipelineCreated == nil {
+		a.PipelineCreated = fresh.PipelineCreated
+	}
+	if a.ExemplarsDropped == nil {
+		a.ExemplarsDropped = fresh.ExemplarsDropped
+	}
+	if a.Version < 3 {
+		a.migrateTo3()
+	}
 	if err := a.checkBounds(fresh.Bounds); err != nil {
 		return nil, err
 	}
 	a.Version, a.Bounds = aggregateVersion, fresh.Bounds
 	return a, nil
+}
+
+// migrateTo3 marks what a base older than version 3 counted without the version-3 details:
+// its histograms with observations become Legacy (no native buckets, no created timestamp:
+// the records they came from are gone), its pipelines' created times unknown. Exemplars simply
+// appear with the next observation of each bucket.
+func (a *Aggregate) migrateTo3() {
+	for _, m := range []map[string]*histogram{a.Duration, a.LeadTime, a.Recovery, a.ApprovalWait} {
+		for _, h := range m {
+			if h != nil && (h.Count > 0 || slices.ContainsFunc(h.Counts, func(c uint64) bool { return c != 0 })) {
+				h.Legacy, h.Native, h.Created = true, nil, 0
+			}
+		}
+	}
+	for k := range a.Pipelines {
+		if _, ok := a.PipelineCreated[k]; !ok {
+			a.PipelineCreated[k] = time.Time{}
+		}
+	}
 }
 
 // checkBounds compares the bounds the base was aggregated with to current. A kind without any
@@ -330,7 +439,18 @@ func (a *Aggregate) ApplyObserved(r store.Record) (o Observation) {
 	}
 	o.Counted = true
 	ek := envKey(r.Component, r.Environment)
-	a.Pipelines[joinKey(r.Component, r.Environment, r.Pipeline)] = true
+	pk := joinKey(r.Component, r.Environment, r.Pipeline)
+	a.Pipelines[pk] = true
+	if t, ok := a.PipelineCreated[pk]; !ok || !t.IsZero() && r.FinishedAt.Before(t) {
+		a.PipelineCreated[pk] = r.FinishedAt
+	}
+	obs, dropped := exemplarOf(r)
+	observe := func(m map[string]*histogram, k string, bounds []float64, v float64) {
+		hist(m, k).observeWith(bounds, v, obs)
+		if dropped != "" {
+			a.ExemplarsDropped[dropped]++
+		}
+	}
 	if a.withRecords != nil {
 		a.withRecords[joinKey(r.Component, r.Pipeline)] = true
 	}
@@ -342,19 +462,19 @@ func (a *Aggregate) ApplyObserved(r store.Record) (o Observation) {
 	}
 	if r.State != stateCanceled && !r.StartedAt.IsZero() && !r.FinishedAt.Before(r.StartedAt) {
 		o.HasDuration, o.Duration = true, r.FinishedAt.Sub(r.StartedAt).Seconds()
-		hist(a.Duration, sk).observe(config.DurationBuckets, o.Duration)
+		observe(a.Duration, sk, config.DurationBuckets, o.Duration)
 	}
 	if r.ApprovalWaitSeconds >= 0 {
 		o.HasApprovalWait, o.ApprovalWait = true, r.ApprovalWaitSeconds
-		hist(a.ApprovalWait, ek).observe(approvalWaitBuckets, r.ApprovalWaitSeconds)
+		observe(a.ApprovalWait, ek, approvalWaitBuckets, r.ApprovalWaitSeconds)
 	}
 	if r.State == statePassed && r.LeadTimeSeconds >= 0 {
 		o.HasLeadTime, o.LeadTime = true, r.LeadTimeSeconds
-		hist(a.LeadTime, ek).observe(leadTimeBuckets, r.LeadTimeSeconds)
+		observe(a.LeadTime, ek, leadTimeBuckets, r.LeadTimeSeconds)
 	}
 	if rec, ok := a.applyState(r, ek); ok {
 		o.HasRecovery, o.Recovery = true, rec
-		hist(a.Recovery, ek).observe(recoveryBuckets, rec)
+		observe(a.Recovery, ek, recoveryBuckets, rec)
 	}
 	return o
 }

@@ -95,6 +95,9 @@ func (a *Aggregate) Snapshot(in SnapshotInput) *snapshot.Snapshot {
 		s.Components = append(s.Components, sc)
 	}
 	s.UnknownEnvironments = sortedKeys(unknown)
+	for i, reason := range snapshot.ExemplarDropReasons {
+		s.ExemplarsDropped[i] = a.ExemplarsDropped[reason]
+	}
 	return s
 }
 
@@ -109,6 +112,7 @@ func (a *Aggregate) environment(cfg *config.Config, comp backstage.Component, en
 			d.Total[i] = a.Deployments[joinKey(c, env, p, st)]
 		}
 		a.lastBuilds(c, env, &d)
+		d.Created = a.PipelineCreated[joinKey(c, env, p)]
 		e.Deployments = append(e.Deployments, d)
 	}
 	for i, st := range snapshot.States {

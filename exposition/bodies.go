@@ -32,6 +32,8 @@ type BodiesOpts struct {
 	// hundreds of MB, which would otherwise keep the resident size near twice the live heap
 	// until the runtime's scavenger returns it, for a forced collection once per poll.
 	ReleaseMemory bool
+	// Body is what the flags change in the bodies: native histograms, _created lines.
+	Body BodyOptions
 }
 
 // Bodies holds, for the current snapshot, the deployment body of each format a scraper asked
@@ -46,6 +48,7 @@ type Bodies struct {
 	warmFor   time.Duration
 	now       func() time.Time
 	release   bool
+	opts      BodyOptions
 
 	mu     sync.Mutex
 	snap   *snapshot.Snapshot
@@ -65,7 +68,7 @@ type body struct {
 
 // NewBodies returns an empty cache.
 func NewBodies(opts BodiesOpts) *Bodies {
-	b := &Bodies{chunkSize: opts.ChunkSize, warmFor: opts.WarmFor, now: opts.Now, release: opts.ReleaseMemory}
+	b := &Bodies{chunkSize: opts.ChunkSize, warmFor: opts.WarmFor, now: opts.Now, release: opts.ReleaseMemory, opts: opts.Body}
 	if b.chunkSize <= 0 {
 		b.chunkSize = DefaultChunkSize
 	}
@@ -153,7 +156,7 @@ func (b *Bodies) fill(e *body, s *snapshot.Snapshot, k kind) {
 		var buf bytes.Buffer
 		zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
 		cw := &countingWriter{w: zw}
-		err := encode(cw, s, k, b.chunkSize)
+		err := encodeWith(cw, s, k, b.chunkSize, b.opts)
 		if cerr := zw.Close(); err == nil {
 			err = cerr
 		}

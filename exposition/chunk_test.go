@@ -39,27 +39,33 @@ func TestChunkedEqualsGathered(t *testing.T) {
 		{"empty", &snapshot.Snapshot{}, []int{1}, true},
 	}
 	for _, c := range cases {
-		g := NewGatherer(c.s)
-		for k := range numKinds {
-			want := gathered(t, g, wireFormat[k])
-			decodes := k != kindOpenMetrics || c.decodeOM
-			var wantFams []*dto.MetricFamily
-			if decodes {
-				wantFams = decode(t, want, wireFormat[k])
-			}
-			for _, size := range c.sizes {
-				t.Run(fmt.Sprintf("%s/%v/chunk=%d", c.name, k, size), func(t *testing.T) {
-					got := encoded(t, c.s, k, size)
-					if !bytes.Equal(got, want) {
-						t.Errorf("body differs from the gathered families (%d bytes, want %d)", len(got), len(want))
-						if k != kindProto {
-							t.Log(lineDiff(want, got))
+		for _, opts := range []BodyOptions{{}, {NativeHistograms: true}} {
+			g := NewGathererWith(c.s, opts)
+			for k := range numKinds {
+				want := gathered(t, g, wireFormat[k])
+				decodes := k != kindOpenMetrics || c.decodeOM
+				var wantFams []*dto.MetricFamily
+				if decodes {
+					wantFams = decode(t, want, wireFormat[k])
+				}
+				for _, size := range c.sizes {
+					t.Run(fmt.Sprintf("%s/%v/native=%v/chunk=%d", c.name, k, opts.NativeHistograms, size), func(t *testing.T) {
+						var buf bytes.Buffer
+						if err := encodeWith(&buf, c.s, k, size, opts); err != nil {
+							t.Fatal(err)
 						}
-					}
-					if decodes && (k != kindOpenMetrics || size == c.sizes[0]) {
-						sameFamilies(t, decode(t, got, wireFormat[k]), wantFams)
-					}
-				})
+						got := buf.Bytes()
+						if !bytes.Equal(got, want) {
+							t.Errorf("body differs from the gathered families (%d bytes, want %d)", len(got), len(want))
+							if k != kindProto {
+								t.Log(lineDiff(want, got))
+							}
+						}
+						if decodes && (k != kindOpenMetrics || size == c.sizes[0]) {
+							sameFamilies(t, decode(t, got, wireFormat[k]), wantFams)
+						}
+					})
+				}
 			}
 		}
 	}

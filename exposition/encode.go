@@ -53,15 +53,44 @@ func (k kind) bodyFormat() expfmt.Format {
 // encode writes the deployment families of s to w in k's encoding, chunkSize series at a time.
 // An OpenMetrics body has no "# EOF": the handler writes it after the body.
 func encode(w io.Writer, s *snapshot.Snapshot, k kind, chunkSize int) error {
+	return encodeWith(w, s, k, chunkSize, BodyOptions{})
+}
+
+// encodeWith is encode with the flags' options.
+func encodeWith(w io.Writer, s *snapshot.Snapshot, k kind, chunkSize int, opts BodyOptions) error {
 	var sk sink
 	if k == kindProto {
 		sk = &protoSink{w: w}
 	} else {
 		t := &textSink{w: w}
-		t.enc = expfmt.NewEncoder(&t.buf, k.bodyFormat())
+		t.enc = expfmt.NewEncoder(&t.buf, k.bodyFormat(), opts.encoderOptions()...)
 		sk = t
 	}
-	return newChunker(chunkSize, sk).render(s)
+	c := newChunker(chunkSize, sk)
+	c.opts = options{native: opts.NativeHistograms}
+	return c.render(s)
+}
+
+// BodyOptions are what flags change in the /metrics bodies. Whatever they say, protobuf
+// carries exemplars and created timestamps, OpenMetrics carries exemplars, and text 0.0.4
+// carries neither (its format has no place for them).
+type BodyOptions struct {
+	// NativeHistograms (--metrics.native-histograms) adds the native (exponential) form to the
+	// deployment histograms in protobuf, the only format that carries it; the classic buckets
+	// stay.
+	NativeHistograms bool
+	// CreatedLines (--metrics.created-timestamps) writes OpenMetrics _created lines, which a
+	// Prometheus before 2.50 (or without created-timestamp-zero-ingestion) stores as series of
+	// their own. Protobuf carries created timestamps always, in fields of the counter or
+	// histogram.
+	CreatedLines bool
+}
+
+func (o BodyOptions) encoderOptions() []expfmt.EncoderOption {
+	if o.CreatedLines {
+		return []expfmt.EncoderOption{expfmt.WithCreatedLines()}
+	}
+	return nil
 }
 
 // textSink encodes chunks with expfmt's text or OpenMetrics encoder. Both write HELP only when

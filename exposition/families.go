@@ -1,6 +1,8 @@
 package exposition
 
 import (
+	"time"
+
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/snapshot"
@@ -30,6 +32,8 @@ type series struct {
 	values [maxLabels]string // valid UTF-8, in the family's label order
 	value  float64           // gauges and counters
 	hist   *snapshot.Histogram
+	// created is a counter's created timestamp; zero: none.
+	created time.Time
 }
 
 var (
@@ -133,6 +137,11 @@ var families = []*family{
 		labels: []string{"component", "environment", "pipeline", "state"},
 		help:   "Finished deployments by state (passed, failed, canceled)." + refreshed,
 		each:   eachDeployments,
+	},
+	{
+		name: "buildkite_exporter_exemplars_dropped_total", typ: counterType, labels: []string{"reason"},
+		help: "Deployment observations whose exemplar lost its commit label (commit_label) or was left out (label_limit) to keep within OpenMetrics' 128 runes of exemplar labels, over the deployment log: a pipeline slug too long for the build link." + refreshed,
+		each: eachExemplarDropped,
 	},
 	{
 		name: "buildkite_exporter_pipeline_errors", typ: gaugeType, labels: []string{"pipeline", "reason"},

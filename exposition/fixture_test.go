@@ -2,6 +2,8 @@ package exposition
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/snapshot"
@@ -14,8 +16,11 @@ var (
 	base           = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 )
 
+// hist is a histogram of obs, with their native buckets (counted here with a map, not the
+// deployment package's sorted insert).
 func hist(bounds []float64, obs ...float64) *snapshot.Histogram {
-	h := &snapshot.Histogram{Bounds: bounds, Counts: make([]uint64, len(bounds)+1)}
+	h := &snapshot.Histogram{Bounds: bounds, Counts: make([]uint64, len(bounds)+1), Native: &snapshot.Native{}}
+	native := map[int32]uint32{}
 	for _, o := range obs {
 		i := 0
 		for i < len(bounds) && o > bounds[i] {
@@ -24,8 +29,34 @@ func hist(bounds []float64, obs ...float64) *snapshot.Histogram {
 		h.Counts[i]++
 		h.Sum += o
 		h.Count++
+		if o <= snapshot.NativeZeroThreshold {
+			h.Native.ZeroCount++
+		} else {
+			native[snapshot.NativeIndex(o)]++
+		}
+	}
+	for _, idx := range slices.Sorted(maps.Keys(native)) {
+		h.Native.Buckets = append(h.Native.Buckets, snapshot.NativeBucket{Index: idx, Count: native[idx]})
 	}
 	return h
+}
+
+// withExemplars gives h a created time and exemplars, each in the bucket of its value.
+func withExemplars(h *snapshot.Histogram, created time.Time, exs ...*snapshot.Exemplar) *snapshot.Histogram {
+	h.Created = created.UnixNano()
+	h.Exemplars = make([]*snapshot.Exemplar, len(h.Counts))
+	for _, e := range exs {
+		i := 0
+		for i < len(h.Bounds) && e.Value > h.Bounds[i] {
+			i++
+		}
+		h.Exemplars[i] = e
+	}
+	return h
+}
+
+func ex(v float64, minutes int, build, commit string) *snapshot.Exemplar {
+	return &snapshot.Exemplar{Value: v, Time: at(minutes).UnixNano(), Build: build, Commit: commit}
 }
 
 func at(minutes int) time.Time { return base.Add(time.Duration(minutes) * time.Minute) }
@@ -50,12 +81,18 @@ func fixture() *snapshot.Snapshot {
 				Environments: []snapshot.Environment{
 					{
 						Name: "production",
-						Deployments: []snapshot.PipelineDeployments{{Pipeline: "acme/api-deploy-prod", Total: [3]uint64{3, 1, 2},
-							Last: [3]snapshot.LastBuild{{Number: 103, FinishedAt: at(100)}, {Number: 101, FinishedAt: at(50)}, {Number: 102, FinishedAt: at(75)}}}},
-						Duration:      [3]*snapshot.Histogram{hist(durationBounds, 240, 3300, 500), hist(durationBounds, 1200)},
-						LeadTime:      hist(leadBounds, 14160, 700000),
+						Deployments: []snapshot.PipelineDeployments{{Pipeline: "acme/api-deploy-prod", Total: [3]uint64{3, 1, 2}, Created: at(-30),
+							Last: [3]snapshot.LastBuild{{Number: 44, FinishedAt: at(100)}, {Number: 42, FinishedAt: at(50)}, {Number: 43, FinishedAt: at(75)}}}},
+						Duration: [3]*snapshot.Histogram{
+							withExemplars(hist(durationBounds, 240, 3300, 500), at(-30),
+								ex(240, 100, "acme/api-deploy-prod/builds/44", "dddddddddddd"),
+								ex(3300, 20, "acme/api-deploy-prod/builds/41", "cccccccccccc"),
+								ex(500, -30, "acme/api-deploy-prod/builds/40", "")),
+							hist(durationBounds, 1200),
+						},
+						LeadTime:      withExemplars(hist(leadBounds, 14160, 700000), at(20), ex(14160, 100, "acme/api-deploy-prod/builds/44", "dddddddddddd")),
 						Recovery:      hist(leadBounds, 6600),
-						ApprovalWait:  hist(approvalBounds, 2400, 30),
+						ApprovalWait:  withExemplars(hist(approvalBounds, 2400, 30, 90000), at(-30), ex(90000, 100, "acme/api-deploy-prod/builds/44", "dddddddddddd")),
 						LastFinished:  [3]time.Time{at(100), at(50), at(75)},
 						Deployed:      &snapshot.Deployed{Version: "v2.3.0", Commit: "dddddddddddddddddddddddddddddddddddddddd", FinishedAt: at(100)},
 						Awaiting:      2,
@@ -102,6 +139,7 @@ func fixture() *snapshot.Snapshot {
 			},
 		},
 		UnknownEnvironments: []string{"qa"},
+		ExemplarsDropped:    [2]uint64{2, 1},
 	}
 }
 

@@ -15,20 +15,33 @@ var update = flag.Bool("update", false, "rewrite the golden files under testdata
 // goldens are the fixture's deployment families as each body serves them: text 0.0.4,
 // OpenMetrics (with the "# EOF" the handler appends, so the file is a complete exposition), and
 // protobuf decoded by expfmt and dumped as prototext.
+// The flags' goldens: OpenMetrics with _created lines (--metrics.created-timestamps) and
+// protobuf with native histograms (--metrics.native-histograms).
 var goldens = []struct {
 	file string
 	kind kind
+	opts BodyOptions
 }{
-	{"testdata/fixture.prom", kindText},
-	{"testdata/fixture.om.txt", kindOpenMetrics},
-	{"testdata/fixture.proto.txt", kindProto},
+	{"testdata/fixture.prom", kindText, BodyOptions{}},
+	{"testdata/fixture.om.txt", kindOpenMetrics, BodyOptions{}},
+	{"testdata/fixture.proto.txt", kindProto, BodyOptions{}},
+	{"testdata/fixture.created.om.txt", kindOpenMetrics, BodyOptions{CreatedLines: true}},
+	{"testdata/fixture.native.proto.txt", kindProto, BodyOptions{NativeHistograms: true}},
 }
 
 // served is the fixture's body of k as the golden file holds it, encoded chunkSize series at
 // a time.
-func served(t *testing.T, k kind, chunkSize int) []byte {
+func served(t *testing.T, k kind, chunkSize int, opts ...BodyOptions) []byte {
 	t.Helper()
-	b := encoded(t, fixture(), k, chunkSize)
+	var o BodyOptions
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	var buf bytes.Buffer
+	if err := encodeWith(&buf, fixture(), k, chunkSize, o); err != nil {
+		t.Fatal(err)
+	}
+	b := buf.Bytes()
 	switch k {
 	case kindOpenMetrics:
 		b = append(b, eofText...)
@@ -41,8 +54,8 @@ func served(t *testing.T, k kind, chunkSize int) []byte {
 // TestGolden compares the fixture's bodies with testdata/. Run with -update to rewrite them.
 func TestGolden(t *testing.T) {
 	for _, g := range goldens {
-		t.Run(g.kind.String(), func(t *testing.T) {
-			got := served(t, g.kind, DefaultChunkSize)
+		t.Run(filepath.Base(g.file), func(t *testing.T) {
+			got := served(t, g.kind, DefaultChunkSize, g.opts)
 			if *update {
 				if err := os.MkdirAll(filepath.Dir(g.file), 0o755); err != nil {
 					t.Fatal(err)

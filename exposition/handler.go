@@ -148,7 +148,8 @@ func (h *handler) exporterFamilies(format expfmt.Format) ([]byte, error) {
 		level.Error(h.logger).Log("msg", "Gathering exporter metrics failed; serving what was gathered", "err", err)
 	}
 	var buf bytes.Buffer
-	enc := expfmt.NewEncoder(&buf, format) // never closed: "# EOF" goes after the deployment body
+	// Never closed: "# EOF" goes after the deployment body. _created lines as the bodies have them.
+	enc := expfmt.NewEncoder(&buf, format, h.bodies.opts.encoderOptions()...)
 	for _, mf := range mfs {
 		if familyNames[mf.GetName()] {
 			level.Error(h.logger).Log("msg", "Exporter registry has a deployment family; leaving it out", "family", mf.GetName())

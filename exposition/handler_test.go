@@ -167,7 +167,7 @@ func TestExporterFamiliesFirst(t *testing.T) {
 					if format.FormatType() == expfmt.TypeOpenMetrics && name == "buildkite_deployments" {
 						name += "_total" // OpenMetrics names a counter family without _total
 					}
-					if format.FormatType() == expfmt.TypeOpenMetrics && name == "buildkite_exporter_poll_errors" {
+					if format.FormatType() == expfmt.TypeOpenMetrics && (name == "buildkite_exporter_poll_errors" || name == "buildkite_exporter_exemplars_dropped") {
 						name += "_total"
 					}
 					names = append(names, name)

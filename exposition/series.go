@@ -109,7 +109,7 @@ func eachDeployments(s *snapshot.Snapshot, sr *series, emit func()) {
 			p := valid(d.Pipeline)
 			for _, st := range stateOrder {
 				sr.values = [maxLabels]string{comp, env, p, snapshot.States[st]}
-				sr.value = float64(d.Total[st])
+				sr.value, sr.created = float64(d.Total[st]), d.Created
 				emit()
 			}
 		}
@@ -196,5 +196,13 @@ func eachComponentInfo(s *snapshot.Snapshot, sr *series, emit func()) {
 			sr.value = 1
 			emit()
 		}
+	}
+}
+
+// eachExemplarDropped is both reasons, always.
+func eachExemplarDropped(s *snapshot.Snapshot, sr *series, emit func()) {
+	for i, r := range snapshot.ExemplarDropReasons {
+		sr.values[0], sr.value = r, float64(s.ExemplarsDropped[i])
+		emit()
 	}
 }
