@@ -215,6 +215,11 @@ var contract = []string{
 	"buildkite_exporter_api_requests_total", "buildkite_exporter_api_rate_limit_remaining",
 	"buildkite_exporter_api_rate_limit_limit", "buildkite_exporter_catalog_components",
 	"buildkite_exporter_catalog_errors", "buildkite_exporter_build_info",
+	// v1.1 additions (the webhook metrics exist only with --webhook.listen-address: see
+	// main_webhook_test.go).
+	"buildkite_exporter_pipeline_errors", "buildkite_exporter_backfill_remaining_requests",
+	"buildkite_exporter_config_last_reload_successful", "buildkite_exporter_config_last_reload_success_timestamp_seconds",
+	"buildkite_exporter_exemplars_dropped_total",
 }
 
 func TestExposition(t *testing.T) {
