@@ -73,7 +73,11 @@ func TestChartVersionIsExporterVersion(t *testing.T) {
 }
 
 func TestLint(t *testing.T) {
-	for name, vals := range map[string]map[string]any{"defaults": nil, "all optional objects": allOptional()} {
+	shards := map[string]any{"shards": []any{
+		map[string]any{"name": "acme", "organizations": []any{"acme"}, "token": map[string]any{"existingSecret": "bk-acme"}, "user": "ci-bot"},
+		map[string]any{"name": "globex", "organizations": []any{"globex"}, "token": map[string]any{"existingSecret": "bk-globex"}, "user": "ci-bot"},
+	}}
+	for name, vals := range map[string]map[string]any{"defaults": nil, "all optional objects": allOptional(), "shards": shards} {
 		t.Run(name, func(t *testing.T) {
 			linter := lint.AllWithKubeVersionAndSchemaValidation(chartDir, vals, releaseNamespace, nil, false)
 			for _, m := range linter.Messages {
@@ -441,5 +445,88 @@ func TestValuesSchema(t *testing.T) {
 				t.Errorf("values %v rendered; want an error", vals)
 			}
 		})
+	}
+}
+
+func TestShards(t *testing.T) {
+	vals := map[string]any{
+		"buildkite": map[string]any{"requestsPerMinute": 30},
+		"shards": []any{
+			map[string]any{"name": "acme", "organizations": []any{"acme"}, "token": map[string]any{"existingSecret": "bk-acme"}, "user": "ci-bot"},
+			map[string]any{"name": "globex", "organizations": []any{"globex", "globex-labs"}, "token": map[string]any{"existingSecret": "bk-globex", "key": "api-token"}, "user": "ci-bot"},
+			map[string]any{"name": "initech", "organizations": []any{"initech"}, "token": map[string]any{"existingSecret": "bk-initech"}},
+		},
+	}
+	objs := mustRender(t, vals)
+	svc := find[*corev1.Service](t, objs, "Service", "buildkite-deployments-exporter")
+	want := map[string]struct {
+		orgs   []string
+		rpm    string
+		secret string
+		key    string
+	}{
+		"acme":    {[]string{"acme"}, "15", "bk-acme", "token"},
+		"globex":  {[]string{"globex", "globex-labs"}, "15", "bk-globex", "api-token"},
+		"initech": {[]string{"initech"}, "30", "bk-initech", "token"},
+	}
+	var statefulSets []*appsv1.StatefulSet
+	for _, o := range objs {
+		if o.kind == "StatefulSet" {
+			statefulSets = append(statefulSets, o.decoded.(*appsv1.StatefulSet))
+		}
+	}
+	if len(statefulSets) != len(want) {
+		t.Fatalf("%d StatefulSets, want one per shard: %v", len(statefulSets), kinds(objs))
+	}
+	for name, w := range want {
+		sts := find[*appsv1.StatefulSet](t, objs, "StatefulSet", "buildkite-deployments-exporter-"+name)
+		args := sts.Spec.Template.Spec.Containers[0].Args
+		var orgs []string
+		for _, a := range args {
+			if o, ok := strings.CutPrefix(a, "--buildkite.organization="); ok {
+				orgs = append(orgs, o)
+			}
+		}
+		if diff := cmp.Diff(w.orgs, orgs); diff != "" {
+			t.Errorf("shard %s organizations (-want +got):\n%s", name, diff)
+		}
+		if !slices.Contains(args, "--buildkite.requests-per-minute="+w.rpm) {
+			t.Errorf("shard %s args %q: want --buildkite.requests-per-minute=%s (the user's budget split between its shards)", name, args, w.rpm)
+		}
+		if !slices.Contains(args, "--buildkite.token-file=/etc/buildkite-deployments-exporter/token/"+w.key) {
+			t.Errorf("shard %s args %q: want the token file %s", name, args, w.key)
+		}
+		if got := volume(t, sts.Spec.Template.Spec, "token").Secret.SecretName; got != w.secret {
+			t.Errorf("shard %s token Secret %q, want %q", name, got, w.secret)
+		}
+		// Each StatefulSet selects only its own pods; the Service (and so the ServiceMonitor)
+		// selects every shard's.
+		podLabels := sts.Spec.Template.Labels
+		for _, other := range statefulSets {
+			selects := true
+			for k, v := range other.Spec.Selector.MatchLabels {
+				if podLabels[k] != v {
+					selects = false
+				}
+			}
+			if selects != (other.Name == sts.Name) {
+				t.Errorf("StatefulSet %s selects the pods of %s: %v", other.Name, sts.Name, selects)
+			}
+		}
+		for k, v := range svc.Spec.Selector {
+			if podLabels[k] != v {
+				t.Errorf("the Service does not select shard %s's pods (%s=%s)", name, k, v)
+			}
+		}
+	}
+	for _, o := range objs {
+		if o.kind == "Secret" {
+			t.Errorf("with shards the chart creates the Secret %s; each shard's token comes from its existing Secret", o.name)
+		}
+	}
+
+	bad := map[string]any{"shards": []any{map[string]any{"name": "acme", "organizations": []any{"acme"}}}}
+	if _, err := render(t, bad); err == nil {
+		t.Error("a shard without a token rendered; want a schema error")
 	}
 }

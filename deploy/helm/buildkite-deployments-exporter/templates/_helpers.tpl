@@ -52,7 +52,52 @@ creates from buildkite.token.value or, without a value, expects you to create (k
 secret generic <fullname>-token --from-file=token=…): the pod waits for it.
 */}}
 {{- define "bkde.tokenSecretName" -}}
+{{- if .Shard.token }}
+{{- required "shards[].token.existingSecret: each shard reads its own token from an existing Secret" .Shard.token.existingSecret }}
+{{- else }}
 {{- default (printf "%s-token" (include "bkde.fullname" .)) .Values.buildkite.token.existingSecret }}
+{{- end }}
+{{- end }}
+
+{{- define "bkde.tokenKey" -}}
+{{- if .Shard.token }}{{ default "token" (get .Shard.token "key") }}{{ else }}{{ .Values.buildkite.token.key }}{{ end }}
+{{- end }}
+
+{{/*
+Shards (values.shards): one StatefulSet each. The templates set .Shard to the shard being
+rendered (a dict with an empty name when there are no shards).
+*/}}
+{{- define "bkde.shardFullname" -}}
+{{- if .Shard.name }}
+{{- printf "%s-%s" (include "bkde.fullname" .) .Shard.name | trunc 52 | trimSuffix "-" }}
+{{- else }}
+{{- include "bkde.fullname" . | trunc 52 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{/* The StatefulSet's selector: the chart's, plus the shard's name. */}}
+{{- define "bkde.shardSelectorLabels" -}}
+{{ include "bkde.selectorLabels" . }}
+{{- if .Shard.name }}
+buildkite-deployments-exporter/shard: {{ .Shard.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+Tokens of one Buildkite user share that user's 50 requests a minute: shards naming the same
+user split buildkite.requestsPerMinute evenly.
+*/}}
+{{- define "bkde.requestsPerMinute" -}}
+{{- $rpm := .Values.buildkite.requestsPerMinute }}
+{{- if .Shard.user }}
+{{- $n := 0 }}
+{{- range .Values.shards }}
+{{- if eq (toString (get . "user")) $.Shard.user }}{{ $n = add1 $n }}{{ end }}
+{{- end }}
+{{- divf $rpm $n | printf "%g" }}
+{{- else }}
+{{- $rpm }}
+{{- end }}
 {{- end }}
 
 {{- define "bkde.webhookSecretName" -}}
@@ -77,11 +122,14 @@ The exporter's flags, shared by the exporter and the check --offline init contai
 check sees exactly what the exporter will. Secrets are only ever files.
 */}}
 {{- define "bkde.args" -}}
-- --buildkite.token-file=/etc/buildkite-deployments-exporter/token/{{ .Values.buildkite.token.key }}
+- --buildkite.token-file=/etc/buildkite-deployments-exporter/token/{{ include "bkde.tokenKey" . }}
 {{- with .Values.buildkite.apiURL }}
 - --buildkite.api-url={{ . }}
 {{- end }}
-- --buildkite.requests-per-minute={{ .Values.buildkite.requestsPerMinute }}
+- --buildkite.requests-per-minute={{ include "bkde.requestsPerMinute" . }}
+{{- range .Shard.organizations }}
+- --buildkite.organization={{ . }}
+{{- end }}
 {{- if include "bkde.hasCatalogFiles" . }}
 - --catalog.file=/etc/buildkite-deployments-exporter/catalog
 {{- end }}
