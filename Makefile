@@ -12,7 +12,7 @@ DOCKER    ?= docker
 IMAGE     ?= buildkite_deployments_exporter
 FUZZTIME  ?= 15s
 
-.PHONY: all help build test unit lint rules-test e2e demo run bench fuzz docker clean
+.PHONY: all help build test unit lint rules-test deploy-test e2e demo run bench fuzz docker clean
 
 all: build test
 
@@ -32,6 +32,14 @@ lint: ## gofmt, go vet and staticcheck.
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(TOOL) staticcheck ./...
+
+# deploy/ is a module of its own (Helm, Kubernetes and go-jsonnet stay out of the exporter's go.mod),
+# so ./... of the root never reaches it: vet, staticcheck and test it here.
+deploy-test: ## Helm chart, plain manifests, mixin: render, lint, strict decoding, promtool, go-jsonnet.
+	$(GO) -C deploy vet ./...
+	$(GO) build -modfile=tools/go.mod -o "$${TMPDIR:-/tmp}/bkde-staticcheck" honnef.co/go/tools/cmd/staticcheck
+	cd deploy && "$${TMPDIR:-/tmp}/bkde-staticcheck" ./...
+	$(GO) -C deploy test -timeout 10m ./...
 
 rules-test: ## promtool check/test rules with Debian's promtool 2.42 and promtool 3.x; amtool check-config.
 	./alerts/test.sh

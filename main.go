@@ -60,6 +60,7 @@ type flags struct {
 	apiURL                 string
 	tokenFile              string
 	requestsPerMinute      float64
+	organizations          []string
 	catalogFiles           []string
 	backstageURL           string
 	backstageTokenFile     string
@@ -146,6 +147,8 @@ func registerFlags(app *kingpin.Application) *flags {
 		PlaceHolder("FILE").StringVar(&f.tokenFile)
 	app.Flag("buildkite.requests-per-minute", "Requests per minute this exporter may send to the Buildkite API. Buildkite allows 50 per user and 200 per organization, shared with every other client of the token's user and organization.").
 		Default(fmt.Sprint(buildkite.DefaultRequestsPerMinute)).Float64Var(&f.requestsPerMinute)
+	app.Flag("buildkite.organization", "Poll only the pipelines of this Buildkite organization (slug), for one shard of several instances with their own tokens. Repeatable; without it every organization of the catalog.").
+		PlaceHolder("SLUG").StringsVar(&f.organizations)
 	app.Flag("catalog.file", "Backstage catalog-info.yaml file, directory (walked for *.yaml, *.yml) or glob. Repeatable.").
 		PlaceHolder("PATH").StringsVar(&f.catalogFiles)
 	app.Flag("catalog.backstage-url", "Base URL of a Backstage instance whose catalog API lists the components (e.g. https://backstage.example.com).").
@@ -191,6 +194,11 @@ func catalogSources(f *flags, logger log.Logger) ([]backstage.Source, error) {
 	}
 	if len(sources) == 0 {
 		return nil, errors.New("no catalog: give --catalog.file (catalog-info.yaml files or directories) or --catalog.backstage-url")
+	}
+	if len(f.organizations) > 0 {
+		for i, src := range sources {
+			sources[i] = backstage.NewShardSource(src, f.organizations)
+		}
 	}
 	return sources, nil
 }

@@ -52,6 +52,11 @@ const (
 	// namespace/name outside the default namespace; bytes that are not UTF-8 become U+FFFD), so
 	// their series would mix. The one with the larger entity ref is skipped; fix: rename one of them.
 	ReasonDuplicateComponentLabel Reason = "duplicate_component_label"
+	// ReasonComponentSpansShards: with --buildkite.organization, a component has pipelines both
+	// in this instance's organizations and in others, so its series are split between shards.
+	// This instance keeps the pipelines of its organizations; fix: give all of the component's
+	// organizations to one shard, or split the component.
+	ReasonComponentSpansShards Reason = "component_spans_shards"
 
 	// ReasonUnsupportedKind is not an error: an entity of another kind than Component carries a
 	// Buildkite annotation. It is logged at debug level and listed in Result.Ignored only.
@@ -75,6 +80,7 @@ var Reasons = []Reason{
 	ReasonMisspelledAnnotation,
 	ReasonMisspelledKind,
 	ReasonDuplicateComponentLabel,
+	ReasonComponentSpansShards,
 }
 
 // Problem is one thing wrong with the catalog. The entity or file it concerns is skipped; the rest

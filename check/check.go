@@ -171,17 +171,18 @@ func webConfigMessage(err error) string {
 
 // catalogFixes say how to fix each kind of catalog problem (the message says what is wrong).
 var catalogFixes = map[backstage.Reason]string{
-	backstage.ReasonInvalidAnnotation:   "write buildkite.com/pipeline-slug as <org-slug>/<pipeline-slug> (several: comma-separated), as in the pipeline's URL buildkite.com/<org>/<pipeline>",
-	backstage.ReasonDuplicatePipeline:   "keep the annotation on the one component that deploys with the pipeline",
-	backstage.ReasonDuplicateEntity:     "define each entity once, or make both copies equal",
-	backstage.ReasonMissingName:         "give the entity a metadata.name",
-	backstage.ReasonInvalidEntity:       "fix the entity's shape: apiVersion, kind, metadata.name, spec as in Backstage's descriptor format",
-	backstage.ReasonUnknownAPIVersion:   "use apiVersion backstage.io/v1alpha1 or backstage.io/v1beta1",
-	backstage.ReasonUnreadableFile:      "check the --catalog.file path, glob and permissions, and Location targets",
-	backstage.ReasonMalformedYAML:       "fix the YAML at the line named",
-	backstage.ReasonLocationCycle:       "remove the Location target that leads back to a file already read",
-	backstage.ReasonUnsupportedLocation: "give the file with --catalog.file, or read the catalog from --catalog.backstage-url",
-	backstage.ReasonBackstageAPI:        "check --catalog.backstage-url, the Backstage token ($BACKSTAGE_TOKEN or --catalog.backstage-token-file) and that Backstage is up",
+	backstage.ReasonInvalidAnnotation:    "write buildkite.com/pipeline-slug as <org-slug>/<pipeline-slug> (several: comma-separated), as in the pipeline's URL buildkite.com/<org>/<pipeline>",
+	backstage.ReasonDuplicatePipeline:    "keep the annotation on the one component that deploys with the pipeline",
+	backstage.ReasonDuplicateEntity:      "define each entity once, or make both copies equal",
+	backstage.ReasonMissingName:          "give the entity a metadata.name",
+	backstage.ReasonInvalidEntity:        "fix the entity's shape: apiVersion, kind, metadata.name, spec as in Backstage's descriptor format",
+	backstage.ReasonUnknownAPIVersion:    "use apiVersion backstage.io/v1alpha1 or backstage.io/v1beta1",
+	backstage.ReasonUnreadableFile:       "check the --catalog.file path, glob and permissions, and Location targets",
+	backstage.ReasonMalformedYAML:        "fix the YAML at the line named",
+	backstage.ReasonLocationCycle:        "remove the Location target that leads back to a file already read",
+	backstage.ReasonUnsupportedLocation:  "give the file with --catalog.file, or read the catalog from --catalog.backstage-url",
+	backstage.ReasonBackstageAPI:         "check --catalog.backstage-url, the Backstage token ($BACKSTAGE_TOKEN or --catalog.backstage-token-file) and that Backstage is up",
+	backstage.ReasonComponentSpansShards: "give all of the component's organizations to one shard (--buildkite.organization), or split the component",
 }
 
 func checkCatalog(ctx context.Context, r *Report, o Options) []backstage.Component {
@@ -197,8 +198,12 @@ func checkCatalog(ctx context.Context, r *Report, o Options) []backstage.Compone
 		if p.Entity != "" {
 			msg = p.Entity + ": " + msg
 		}
+		outcome := "the exporter skips it"
+		if p.Reason == backstage.ReasonComponentSpansShards {
+			outcome = "the exporter counts only the pipelines of its organizations"
+		}
 		r.add(SeverityError, CheckCatalog, subject, cmp.Or(catalogFixes[p.Reason], "see the message"),
-			"%s (%s); the exporter skips it", msg, p.Reason)
+			"%s (%s); %s", msg, p.Reason, outcome)
 	}
 	if err != nil && len(res.Problems) == 0 {
 		r.add(SeverityError, CheckCatalog, "(catalog)", "check the --catalog.* flags", "%v", err)

@@ -42,6 +42,7 @@ buildkite_exporter_catalog_components 2
 # HELP buildkite_exporter_catalog_errors Number of catalog problems found by the last refresh, by reason; each skipped an entity, file or source. Cached, refreshed every --catalog.refresh-interval and on SIGHUP.
 # TYPE buildkite_exporter_catalog_errors gauge
 buildkite_exporter_catalog_errors{reason="backstage_api"} 0
+buildkite_exporter_catalog_errors{reason="component_spans_shards"} 0
 buildkite_exporter_catalog_errors{reason="duplicate_component_label"} 0
 buildkite_exporter_catalog_errors{reason="duplicate_entity"} 0
 buildkite_exporter_catalog_errors{reason="duplicate_pipeline"} 1
