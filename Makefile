@@ -22,7 +22,7 @@ help: ## Show this help.
 build: ## Build the exporter binary with version information.
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BINARY) .
 
-test: lint unit rules-test ## Lint, unit + end-to-end tests (race detector), rule tests: CI runs this, then make fuzz.
+test: lint unit rules-test deploy-test ## Lint, unit + end-to-end tests (race detector), rule tests: CI runs this, then make fuzz.
 
 unit: ## Go tests with the race detector (includes the end-to-end alerting and dashboard tests).
 	$(GO) test -race -timeout 30m ./...

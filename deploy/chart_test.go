@@ -382,15 +382,11 @@ func runCheckOffline(t *testing.T, objs []object) {
 		}
 	}
 
-	// Every flag of the exporter container is one the binary has, but the webhook listener's,
-	// which another change adds (DESIGN.md names them).
+	// Every flag of the exporter container is one the binary has.
 	help := string(runExporter(t, "--help"))
 	flagName := regexp.MustCompile(`^--[a-z.-]+`)
 	for _, a := range spec.Containers[0].Args {
 		name := flagName.FindString(a)
-		if strings.HasPrefix(name, "--webhook.") {
-			continue
-		}
 		if name == "" || !strings.Contains(help, name+"=") {
 			t.Errorf("the exporter has no flag %q (from %q)", name, a)
 		}

@@ -417,6 +417,19 @@ local seconds(d) =
             },
           },
           {
+            "alert": "BuildkiteExporterWebhooksSilent",
+            "annotations": {
+              "description": "No webhook delivery was accepted by job {{ $labels.job }} for more than 1h while its polls counted deployments: metrics are only as fresh as the poll interval. Check the notification service in Buildkite, the path to the webhook listener and buildkite_exporter_webhook_events_total{result=~\"rejected.*\"}.",
+              "runbook_url": "%(runbookURL)s#buildkiteexporterwebhookssilent" % cfg,
+              "summary": "Deployments happen but no Buildkite webhook arrives.",
+            },
+            "expr": "(\n  time() - max by (job) (buildkite_exporter_webhook_last_event_timestamp_seconds) \u003e 3600\n)\nand on (job)\nsum by (job) (increase(buildkite_deployments_total[1h])) \u003e 0\n",
+            "for": "5m",
+            "labels": {
+              "severity": "warning",
+            },
+          },
+          {
             "alert": "BuildkiteExporterAPIErrors",
             "annotations": {
               "description": "{{ $value | humanizePercentage }} of the Buildkite API requests of {{ $labels.instance }} failed over the last 10 minutes.",
