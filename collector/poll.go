@@ -107,6 +107,8 @@ func (c *Collector) pollOrg(ctx context.Context, org string, pipelines map[strin
 		Now:             start,
 		CommitFirstSeen: c.commitFirstSeen,
 		Latest:          latest,
+		Annotations:     f.annotations,
+		Committed:       c.committedFunc(),
 	})
 	if added, ok := c.commit(org, o, pipelines, f, res, start); ok {
 		c.logBackfillDone(progress, added)
@@ -188,6 +190,8 @@ func (c *Collector) classify(in deployment.Input) deployment.Result {
 				res.EnvironmentFallback[s] = fb
 			}
 		}
+		res.Annotations = append(res.Annotations, r.Annotations...)
+		maps.Copy(res.AnnotationsAgree, r.AnnotationsAgree)
 	}
 	deployment.SortRecords(res.Records)
 	return res
@@ -251,6 +255,8 @@ func (c *Collector) commit(org string, o *orgState, pipelines map[string]backsta
 		c.agg.Apply(r)
 		delete(o.seenBlocked, r.BuildID)
 	}
+	c.rememberCommittedLocked(res.Records)
+	c.pruneCommittedLocked(c.committedHorizonLocked())
 	c.updateProblems(org, o, pipelines, f, res, now)
 	level.Debug(c.logger).Log("msg", "Polled organization", "organization", org, "records", len(res.Records), "new_records", len(added), "duration", elapsed)
 	return len(added), true

@@ -16,7 +16,7 @@ var annT0 = time.Date(2026, 1, 10, 10, 0, 0, 0, time.UTC)
 
 func annBuild(id, state string, md map[string]string) buildkite.Build {
 	return buildkite.Build{ID: id, Number: 7, State: state, MetaData: md, WebURL: "https://buildkite.com/acme/shop/builds/7",
-		URL: "https://api.buildkite.com/v2/organizations/acme/pipelines/shop/builds/7",
+		URL:       "https://api.buildkite.com/v2/organizations/acme/pipelines/shop/builds/7",
 		CreatedAt: ts(annT0), StartedAt: ts(annT0.Add(time.Minute)), FinishedAt: ts(annT0.Add(5 * time.Minute))}
 }
 

@@ -57,10 +57,13 @@ const (
 	ReasonNoDeployments   = "no_deployments_in_window"
 	ReasonNoEnvironmentMD = "no_environment_metadata"
 	ReasonFutureTimestamp = "future_timestamp"
+	// ReasonAnnotationMismatch: a deployment annotation (deployment-<env>) disagrees with the
+	// build's meta-data or outcome, or was read after the build was counted elsewhere.
+	ReasonAnnotationMismatch = "annotation_mismatch"
 )
 
 // PipelineReasons are every reason, sorted: each is exported, 0 or 1, for every linked pipeline.
-var PipelineReasons = []string{ReasonForbidden, ReasonFutureTimestamp, ReasonNoDeployments, ReasonNoEnvironmentMD, ReasonNotFound}
+var PipelineReasons = []string{ReasonAnnotationMismatch, ReasonForbidden, ReasonFutureTimestamp, ReasonNoDeployments, ReasonNoEnvironmentMD, ReasonNotFound}
 
 // PipelineProblem is one annotated pipeline the exporter cannot count, or counts only with a
 // fallback: the metric buildkite_exporter_pipeline_errors{pipeline,reason}, with words.
