@@ -67,6 +67,9 @@ type fetchRequest struct {
 	checkExists []string          // pipelines to look up (existenceChecks)
 	progress    *backfillProgress // set while backfilling
 	catchUp     bool              // the first cycle of this process
+	// liveSince: builds that finished by it were counted by this process's backfill, so
+	// their annotations are not read (history, even in the overlap after the backfill).
+	liveSince time.Time
 }
 
 // backfilling says whether the cycle reads the history window: the first start, or one that
@@ -158,8 +161,13 @@ func (c *Collector) fetch(ctx context.Context, rq fetchRequest) (*fetched, error
 	}
 	var anns map[string][]buildkite.Annotation
 	if !history {
-		// The live listing only: the builds backfilled for a newly linked pipeline are history.
-		if anns, err = c.fetchAnnotations(ctx, org, lf.builds); err != nil {
+		// The live listing only: the builds backfilled for a newly linked pipeline are history,
+		// and so are those the backfill counted that the overlap after it reads again.
+		live := lf.builds
+		if !rq.liveSince.IsZero() {
+			live = slices.DeleteFunc(slices.Clone(live), func(b buildkite.Build) bool { return !b.FinishedAt.After(rq.liveSince) })
+		}
+		if anns, err = c.fetchAnnotations(ctx, org, live); err != nil {
 			return nil, err
 		}
 	}

@@ -46,6 +46,8 @@ type orgState struct {
 	progress atomic.Pointer[backfillProgress]
 	// caughtUp is set once a cycle of this process stored its builds (see fetch's catchUp).
 	caughtUp bool
+	// liveSince is the watermark this process's backfill ended at (see fetchRequest).
+	liveSince time.Time
 }
 
 // orgHealth is the poll status of one organization.
@@ -72,6 +74,7 @@ func (c *Collector) pollOrg(ctx context.Context, org string, pipelines map[strin
 	}
 	checks := c.existenceChecks(org, o, pipelines, start)
 	catchUp := !o.caughtUp
+	liveSince := o.liveSince
 	c.mu.Unlock()
 	var progress *backfillProgress
 	if backfilling(wm) {
@@ -83,7 +86,7 @@ func (c *Collector) pollOrg(ctx context.Context, org string, pipelines map[strin
 	cycleCtx, cancel := context.WithTimeout(ctx, c.cycleTimeout(progress != nil))
 	defer cancel()
 	f, err := c.fetch(cycleCtx, fetchRequest{org: org, pipelines: pipelines, wm: wm, start: start, seenBlocked: seenBlocked,
-		planner: o.planner, jobs: o.jobs, checkExists: checks, progress: progress, catchUp: catchUp})
+		planner: o.planner, jobs: o.jobs, checkExists: checks, progress: progress, catchUp: catchUp, liveSince: liveSince})
 	if err != nil {
 		c.mu.Lock()
 		o.health.Polled, o.health.LastOK, o.health.LastDuration = true, false, time.Since(start)
@@ -248,6 +251,9 @@ func (c *Collector) commit(org string, o *orgState, pipelines map[string]backsta
 		if old, ok := c.commits[k]; !ok || t.Before(old) {
 			c.commits[k] = t
 		}
+	}
+	if backfilling(o.wm) {
+		o.liveSince = wm.FinishedFrom
 	}
 	o.wm = wm
 	o.caughtUp = true
