@@ -96,9 +96,9 @@ func TestAnnotationsPollPath(t *testing.T) {
 		}
 		m := h.metrics()
 		expect(t, m, map[string]float64{
-			deployments("shop", "staging", "shop", "passed"):     1,
-			deployments("shop", "production", "shop", "passed"):  2,
-			deployments("shop", "development", "shop", "passed"): absent,
+			deployments("shop", "staging", "shop", "passed"):         1,
+			deployments("shop", "production", "shop", "passed"):      2,
+			deployments("shop", "development", "shop", "passed"):     absent,
 			pipelineError("shop", snapshot.ReasonAnnotationMismatch): 1,
 		})
 		p, ok := problem(h.c.Snapshot(), "shop", snapshot.ReasonAnnotationMismatch)
