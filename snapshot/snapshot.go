@@ -158,6 +158,10 @@ type Deployed struct {
 	BuildNumber int
 	// WebURL is the build's page on Buildkite; empty when the log predates it.
 	WebURL string
+	// DeployedBy and ReleaseNotes: who deployed it and its release notes, with
+	// keep_people_and_notes; empty otherwise. Never labels.
+	DeployedBy   string
+	ReleaseNotes string
 }
 
 // Histogram is a fixed-bucket histogram.
