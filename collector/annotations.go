@@ -35,7 +35,7 @@ const (
 	// than the overlap and the webhook window that may read the finish again.
 	annotationCacheAge = overlap + time.Hour
 	// maxCommitted bounds the builds whose committed environments are remembered.
-	maxCommitted = 200000
+	maxCommitted = 50000
 )
 
 // fetchedAnnotations are the annotations read for a build that finished at finishedAt.
