@@ -128,7 +128,11 @@ func (c *Collector) updateProblems(org string, o *orgState, pipelines map[string
 			add(s, snapshot.ReasonAnnotationMismatch, severityWarning, annotationMessage(full, f))
 		}
 		if ps.envFallback[s] {
-			add(s, snapshot.ReasonNoEnvironmentMD, severityWarning, fmt.Sprintf("Deployments of pipeline %s name no environment in their meta-data, so the pipeline slug or the default environment (%s) is used. Set it in the pipeline: buildkite-agent meta-data set environment <name>.", full, c.config().DefaultEnvironment))
+			where := "in their meta-data"
+			if _, on := c.annotationsOn(); on {
+				where = "in their meta-data nor in a deployment-<environment> annotation"
+			}
+			add(s, snapshot.ReasonNoEnvironmentMD, severityWarning, fmt.Sprintf("Deployments of pipeline %s name no environment %s, so the pipeline slug or the default environment (%s) is used. Set it in the pipeline: buildkite-agent meta-data set environment <name>.", full, where, c.config().DefaultEnvironment))
 		}
 	}
 	for k, p := range next {
