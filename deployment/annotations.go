@@ -105,13 +105,14 @@ func (c Classifier) finishedTargets(in Input, res *Result, b *buildkite.Build, s
 	md := b.MetaData
 	anns, read := in.Annotations[b.ID]
 	find := func(kind, detail string) {
-		if res.seenFinding == nil {
-			res.seenFinding = map[string]bool{}
+		// Once per build and kind: a build's outcomes are classified one after the other, so
+		// its findings so far are the last ones.
+		for i := len(res.Annotations) - 1; i >= 0 && res.Annotations[i].Pipeline == slug && res.Annotations[i].BuildNumber == b.Number; i-- {
+			if res.Annotations[i].Kind == kind {
+				return
+			}
 		}
-		if k := b.ID + "\x00" + kind; !res.seenFinding[k] {
-			res.seenFinding[k] = true
-			res.Annotations = append(res.Annotations, AnnotationFinding{Pipeline: slug, BuildNumber: b.Number, WebURL: b.WebURL, Kind: kind, Detail: detail})
-		}
+		res.Annotations = append(res.Annotations, AnnotationFinding{Pipeline: slug, BuildNumber: b.Number, WebURL: b.WebURL, Kind: kind, Detail: detail})
 	}
 	annEnvs := AnnotationEnvironments(anns)
 	if read && len(annEnvs) > 0 {

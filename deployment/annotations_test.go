@@ -117,7 +117,7 @@ func TestAnnotationEnvironmentRule(t *testing.T) {
 	}
 }
 
-// A retried build has two outcomes; its finding is reported once.
+// A build deploying to two environments makes two records; its finding is reported once.
 func TestAnnotationFindingOncePerBuild(t *testing.T) {
 	b := annBuild("b1", "passed", nil)
 	in := Input{Organization: "acme", Pipelines: map[string]backstage.Component{"shop": {Label: "shop"}},

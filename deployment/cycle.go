@@ -61,8 +61,6 @@ type Result struct {
 	// annotations agreed.
 	Annotations      []AnnotationFinding
 	AnnotationsAgree map[string]bool
-
-	seenFinding map[string]bool
 }
 
 // EnvKey is a (component, environment) pair.
@@ -145,7 +143,6 @@ func (c Classifier) Classify(in Input) Result {
 		}
 	}
 	SortRecords(res.Records)
-	res.seenFinding = nil
 	return res
 }
 
