@@ -76,6 +76,7 @@ type flags struct {
 	toolkit                *web.FlagConfig
 	enableReportAPI        bool
 	webhook                webhookFlags
+	deployments            deploymentFlags
 }
 
 func main() { os.Exit(run(os.Args[1:])) }
@@ -120,6 +121,7 @@ func run(args []string) int {
 		level.Error(logger).Log("msg", "Invalid configuration file; fix it or run without --config.file for the defaults", "file", f.configFile, "err", err)
 		return 1
 	}
+	cfg = f.deployments.apply(cfg)
 
 	switch cmd {
 	case rulesCmd.FullCommand():
@@ -167,6 +169,7 @@ func registerFlags(app *kingpin.Application) *flags {
 	app.Flag("alerts.runbook-url", "Base URL of the runbook the rules' runbook_url annotations point at (rules command).").
 		Default(alerts.DefaultRunbookURL).StringVar(&f.runbookURL)
 	registerWebhookFlags(app, &f.webhook)
+	registerDeploymentFlags(app, &f.deployments)
 	logging.AddFlags(app, &f.log)
 	app.Flag("web.enable-report-api", "Serve "+reportAPIPath+", the data of the report command (report --from-url), behind --web.config.file like /metrics. Each request reads the whole deployment log; one runs at a time.").
 		BoolVar(&f.enableReportAPI)
@@ -280,6 +283,7 @@ func serve(f *flags, cfg *config.Config, logger log.Logger, slogger *slog.Logger
 		// For the backfill's time estimate.
 		RequestsPerMinute: f.requestsPerMinute,
 		WebhookQueue:      webhookQueue(&f.webhook),
+		ReadAnnotations:   f.deployments.readAnnotations,
 	})
 	if err != nil {
 		level.Error(logger).Log("msg", "Cannot set up the collector", "err", err)
@@ -328,6 +332,7 @@ func serve(f *flags, cfg *config.Config, logger log.Logger, slogger *slog.Logger
 			if err != nil {
 				return err
 			}
+			next = f.deployments.apply(next)
 			if !reflect.DeepEqual(next.Alerts, cfg.Alerts) || !reflect.DeepEqual(next.SLOs.Window, cfg.SLOs.Window) {
 				level.Warn(logger).Log("msg", "Alert thresholds or the SLO window changed: they live in the rules, not in this process; regenerate them with the rules command and reload Prometheus")
 			}

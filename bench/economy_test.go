@@ -137,6 +137,8 @@ func routeOf(path string) string {
 		return buildkitetest.RoutePipelineBuilds
 	case len(seg) == 7 && seg[1] == "organizations" && seg[3] == "pipelines" && seg[5] == "builds":
 		return buildkitetest.RouteBuild
+	case len(seg) == 8 && seg[1] == "organizations" && seg[3] == "pipelines" && seg[5] == "builds" && seg[7] == "annotations":
+		return buildkitetest.RouteAnnotations
 	}
 	return path
 }
@@ -179,6 +181,13 @@ func startCollector(t *testing.T, f *buildkitetest.Fake, comps []backstage.Compo
 func startCollectorEvery(t *testing.T, f *buildkitetest.Fake, comps []backstage.Component, backfill time.Duration, token string,
 	interval time.Duration, webhookQueue int,
 ) *running {
+	return startCollectorWith(t, f, comps, backfill, token, interval, webhookQueue, false)
+}
+
+// startCollectorWith is startCollectorEvery with --buildkite.read-annotations.
+func startCollectorWith(t *testing.T, f *buildkitetest.Fake, comps []backstage.Component, backfill time.Duration, token string,
+	interval time.Duration, webhookQueue int, annotations bool,
+) *running {
 	t.Helper()
 	r := &running{log: &recordingLog{Log: store.NewMemory()}, done: make(chan error, 1)}
 	cl, api := newClient(t, f, token)
@@ -193,6 +202,8 @@ func startCollectorEvery(t *testing.T, f *buildkitetest.Fake, comps []backstage.
 		Logger:       log.NewNopLogger(),
 		OnPublish:    bodies.Warm,
 		WebhookQueue: webhookQueue,
+
+		ReadAnnotations: annotations,
 	})
 	if err != nil {
 		t.Fatal(err)

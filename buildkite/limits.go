@@ -27,6 +27,14 @@ const (
 	// MaxMetaDataValueLen: a longer meta-data value is cut to this many bytes, on a rune boundary
 	// (what="meta_data_values"). Buildkite allows 100 KB but discourages more than 1 KB.
 	MaxMetaDataValueLen = 1024
+	// ReleaseNotesKey is the meta-data key a block step's release-notes field writes (block
+	// step fields become build meta-data keys, reference §8). Its value is kept up to
+	// MaxReleaseNotesValueLen instead of MaxMetaDataValueLen, so that the 4 KiB of release notes
+	// a deployment record keeps (deployment.MaxReleaseNotesLen) survive, and their cut shows.
+	ReleaseNotesKey = "release-notes"
+	// MaxReleaseNotesValueLen bounds the release-notes value: twice what a record keeps, so a
+	// longer value is still seen as longer and marked cut.
+	MaxReleaseNotesValueLen = 8 << 10
 	// MaxJobsPerBuild is how many jobs of one build are kept, the first in the answer's order;
 	// the rest count as what="jobs".
 	MaxJobsPerBuild = 1000
@@ -42,7 +50,8 @@ const (
 	dropOutOfWindow    = "out_of_window"    // builds outside the filters the request sent
 )
 
-var dropKinds = []string{dropBuilds, dropPipelines, dropMetaDataKeys, dropMetaDataValues, dropJobs, dropOutOfWindow}
+var dropKinds = []string{dropBuilds, dropPipelines, dropMetaDataKeys, dropMetaDataValues, dropJobs, dropOutOfWindow,
+	dropAnnotations, dropAnnotationBodies}
 
 // drops counts what one answer lost to the limits.
 type drops map[string]int
@@ -164,7 +173,8 @@ func expectDelim(dec *json.Decoder, what string, want json.Delim) (bool, error) 
 }
 
 // boundedMetaData decodes a build's meta_data object keeping at most MaxMetaDataKeys keys (the
-// sorted-first ones), none longer than MaxMetaDataKeyLen, and values cut to MaxMetaDataValueLen.
+// sorted-first ones), none longer than MaxMetaDataKeyLen, and values cut to MaxMetaDataValueLen
+// (MaxReleaseNotesValueLen for ReleaseNotesKey).
 type boundedMetaData struct {
 	m         map[string]string
 	dropped   int // keys
@@ -198,8 +208,8 @@ func (b *boundedMetaData) UnmarshalJSON(data []byte) error {
 			b.dropped++
 			continue
 		}
-		if len(v) > MaxMetaDataValueLen {
-			v = cutRunes(v, MaxMetaDataValueLen)
+		if limit := valueLimit(key); len(v) > limit {
+			v = cutRunes(v, limit)
 			b.truncated++
 		}
 		if _, dup := m[key]; dup || len(m) < MaxMetaDataKeys {
@@ -221,6 +231,14 @@ func (b *boundedMetaData) UnmarshalJSON(data []byte) error {
 	}
 	b.m = m
 	return nil
+}
+
+// valueLimit is how long a meta-data value of key may be.
+func valueLimit(key string) int {
+	if key == ReleaseNotesKey {
+		return MaxReleaseNotesValueLen
+	}
+	return MaxMetaDataValueLen
 }
 
 func maxKey(m map[string]string) string {

@@ -62,8 +62,10 @@ func newClientMetrics() *clientMetrics {
 			Name: "buildkite_exporter_api_dropped_total",
 			Help: fmt.Sprintf("Parts of Buildkite API answers the client dropped, by what: \"builds\" and \"pipelines\" items beyond the page size asked for, "+
 				"\"meta_data_keys\" beyond %d per build or longer than %d bytes, \"meta_data_values\" cut to %d bytes, \"jobs\" beyond %d per build, "+
-				"\"out_of_window\" builds outside the filters the request sent.",
-				MaxMetaDataKeys, MaxMetaDataKeyLen, MaxMetaDataValueLen, MaxJobsPerBuild),
+				"\"out_of_window\" builds outside the filters the request sent, \"annotations\" beyond %d per build or with a context longer than %d bytes, "+
+				"\"annotation_bodies\" cut to %d bytes.",
+				MaxMetaDataKeys, MaxMetaDataKeyLen, MaxMetaDataValueLen, MaxJobsPerBuild,
+				MaxAnnotationsPerBuild, MaxAnnotationContextLen, MaxAnnotationBodyLen),
 		}, []string{"what"}),
 	}
 }

@@ -70,6 +70,10 @@ type Options struct {
 	// WebhookCoalesce is the shortest time between two publishes of webhook builds; 0 is
 	// DefaultWebhookCoalesce.
 	WebhookCoalesce time.Duration
+	// ReadAnnotations reads the annotations of finished deployments (--buildkite.read-annotations):
+	// deployment-<env> contexts name their environment (see deployment.AnnotationContextPrefix).
+	// One request per finish, live builds only. The client must implement ListAnnotations.
+	ReadAnnotations bool
 }
 
 // Collector polls Buildkite and publishes deployment snapshots.
@@ -88,6 +92,7 @@ type Collector struct {
 	catalogReady func() bool
 	// requestsPerMinute estimates how long a backfill takes.
 	requestsPerMinute float64
+	readAnnotations   bool
 
 	snap atomic.Pointer[snapshot.Snapshot]
 	// pubMu orders publishing: the poll, a reload and the webhook goroutine each build a
@@ -118,6 +123,11 @@ type Collector struct {
 	// webhookJobs are the jobs the webhook goroutine fetched, by build id, for the poll's
 	// fetchJobs: a finish counted from a webhook is not fetched again when the poll re-reads it.
 	webhookJobs map[string]fetchedJobs
+	// annCache holds the annotations read for finished builds, by build id, for both paths.
+	annCache map[string]fetchedAnnotations
+	// committed holds, by build id, the environments of the recent outcomes the log holds
+	// (those a listing may read again), against which annotations read later are pinned.
+	committed map[string]committedBuild
 }
 
 // New validates opts and returns a Collector that publishes an empty snapshot until Run has
@@ -162,6 +172,7 @@ func New(opts Options) (*Collector, error) {
 		commits:           map[string]time.Time{},
 		orgs:              map[string]*orgState{},
 		loggedUnknown:     map[string]bool{},
+		readAnnotations:   opts.ReadAnnotations,
 	}
 	if opts.WebhookQueue > 0 {
 		c.events = make(chan buildEvent, opts.WebhookQueue)
@@ -278,9 +289,15 @@ func (c *Collector) restore() error {
 		return err
 	}
 	n := 0
+	// The outcomes the next listings may read again, for the pin of annotations read later.
+	var recent []store.Record
+	_, annotations := c.annotationsOn()
 	if err := c.log.Replay(func(r store.Record) error {
 		agg.Apply(r)
 		n++
+		if wm, ok := st.Watermarks[r.Organization]; annotations && ok && !r.FinishedAt.Before(wm.FinishedFrom.Add(-store.MaxOverlap)) {
+			recent = append(recent, store.Record{BuildID: r.BuildID, Environment: r.Environment, FinishedAt: r.FinishedAt})
+		}
 		return nil
 	}); err != nil {
 		return fmt.Errorf("replaying the deployment log: %w", err)
@@ -293,6 +310,7 @@ func (c *Collector) restore() error {
 	for org, wm := range st.Watermarks {
 		c.orgState(org).wm = wm
 	}
+	c.rememberCommittedLocked(recent)
 	level.Info(c.logger).Log("msg", "Replayed the deployment log", "records", n, "organizations", len(st.Watermarks))
 	c.mu.Unlock()
 	c.publishNow()

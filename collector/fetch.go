@@ -42,6 +42,9 @@ var openStates = []string{
 type fetched struct {
 	finished, open []buildkite.Build
 	watermark      store.Watermark
+	// annotations are the annotations of the steady-state listing's finished deployments,
+	// by build id (Options.ReadAnnotations; never the backfill's builds).
+	annotations map[string][]buildkite.Annotation
 	// unreadable are the annotated pipelines whose builds the API refused (404: renamed,
 	// deleted, misspelt, or not visible to the token; 403), by slug: snapshot.ReasonNotFound or
 	// snapshot.ReasonForbidden. The rest of the organization is read and counted as usual.
@@ -64,6 +67,9 @@ type fetchRequest struct {
 	checkExists []string          // pipelines to look up (existenceChecks)
 	progress    *backfillProgress // set while backfilling
 	catchUp     bool              // the first cycle of this process
+	// liveSince: builds that finished by it were counted by this process's backfill, so
+	// their annotations are not read (history, even in the overlap after the backfill).
+	liveSince time.Time
 }
 
 // backfilling says whether the cycle reads the history window: the first start, or one that
@@ -153,6 +159,18 @@ func (c *Collector) fetch(ctx context.Context, rq fetchRequest) (*fetched, error
 	if err := c.fetchJobs(ctx, org, finished, rq.seenBlocked, rq.jobs); err != nil {
 		return nil, err
 	}
+	var anns map[string][]buildkite.Annotation
+	if !history {
+		// The live listing only: the builds backfilled for a newly linked pipeline are history,
+		// and so are those the backfill counted that the overlap after it reads again.
+		live := lf.builds
+		if !rq.liveSince.IsZero() {
+			live = slices.DeleteFunc(slices.Clone(live), func(b buildkite.Build) bool { return !b.FinishedAt.After(rq.liveSince) })
+		}
+		if anns, err = c.fetchAnnotations(ctx, org, live); err != nil {
+			return nil, err
+		}
+	}
 	if len(unreadable) == len(slugs) {
 		// Every pipeline refused: is it the organization (a misspelt slug, no access), or are
 		// they all misspelt? One build of the organization-wide listing tells.
@@ -188,11 +206,12 @@ func (c *Collector) fetch(ctx context.Context, rq fetchRequest) (*fetched, error
 		}
 	}
 	return &fetched{
-		finished:   finished,
-		open:       lo.builds,
-		watermark:  store.Watermark{FinishedFrom: newWM, BackfillDone: true, Pipelines: covered},
-		unreadable: unreadable,
-		exists:     exists,
+		finished:    finished,
+		open:        lo.builds,
+		watermark:   store.Watermark{FinishedFrom: newWM, BackfillDone: true, Pipelines: covered},
+		unreadable:  unreadable,
+		exists:      exists,
+		annotations: anns,
 	}, nil
 }
 

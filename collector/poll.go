@@ -46,6 +46,8 @@ type orgState struct {
 	progress atomic.Pointer[backfillProgress]
 	// caughtUp is set once a cycle of this process stored its builds (see fetch's catchUp).
 	caughtUp bool
+	// liveSince is the watermark this process's backfill ended at (see fetchRequest).
+	liveSince time.Time
 }
 
 // orgHealth is the poll status of one organization.
@@ -72,6 +74,7 @@ func (c *Collector) pollOrg(ctx context.Context, org string, pipelines map[strin
 	}
 	checks := c.existenceChecks(org, o, pipelines, start)
 	catchUp := !o.caughtUp
+	liveSince := o.liveSince
 	c.mu.Unlock()
 	var progress *backfillProgress
 	if backfilling(wm) {
@@ -83,7 +86,7 @@ func (c *Collector) pollOrg(ctx context.Context, org string, pipelines map[strin
 	cycleCtx, cancel := context.WithTimeout(ctx, c.cycleTimeout(progress != nil))
 	defer cancel()
 	f, err := c.fetch(cycleCtx, fetchRequest{org: org, pipelines: pipelines, wm: wm, start: start, seenBlocked: seenBlocked,
-		planner: o.planner, jobs: o.jobs, checkExists: checks, progress: progress, catchUp: catchUp})
+		planner: o.planner, jobs: o.jobs, checkExists: checks, progress: progress, catchUp: catchUp, liveSince: liveSince})
 	if err != nil {
 		c.mu.Lock()
 		o.health.Polled, o.health.LastOK, o.health.LastDuration = true, false, time.Since(start)
@@ -107,6 +110,8 @@ func (c *Collector) pollOrg(ctx context.Context, org string, pipelines map[strin
 		Now:             start,
 		CommitFirstSeen: c.commitFirstSeen,
 		Latest:          latest,
+		Annotations:     f.annotations,
+		Committed:       c.committedFunc(),
 	})
 	if added, ok := c.commit(org, o, pipelines, f, res, start); ok {
 		c.logBackfillDone(progress, added)
@@ -188,6 +193,8 @@ func (c *Collector) classify(in deployment.Input) deployment.Result {
 				res.EnvironmentFallback[s] = fb
 			}
 		}
+		res.Annotations = append(res.Annotations, r.Annotations...)
+		maps.Copy(res.AnnotationsAgree, r.AnnotationsAgree)
 	}
 	deployment.SortRecords(res.Records)
 	return res
@@ -245,12 +252,17 @@ func (c *Collector) commit(org string, o *orgState, pipelines map[string]backsta
 			c.commits[k] = t
 		}
 	}
+	if backfilling(o.wm) {
+		o.liveSince = wm.FinishedFrom
+	}
 	o.wm = wm
 	o.caughtUp = true
 	for _, r := range added {
 		c.agg.Apply(r)
 		delete(o.seenBlocked, r.BuildID)
 	}
+	c.rememberCommittedLocked(res.Records)
+	c.pruneCommittedLocked(c.committedHorizonLocked())
 	c.updateProblems(org, o, pipelines, f, res, now)
 	level.Debug(c.logger).Log("msg", "Polled organization", "organization", org, "records", len(res.Records), "new_records", len(added), "duration", elapsed)
 	return len(added), true

@@ -44,11 +44,15 @@ type problemState struct {
 	listed map[string]bool
 	// lastCheck is when the last existence lookup was made.
 	lastCheck time.Time
+	// annotations: the latest annotation finding of a pipeline, by slug, until a later
+	// deployment of it is annotated in agreement (see noteAnnotationsLocked).
+	annotations map[string]deployment.AnnotationFinding
 }
 
 func newProblemState() problemState {
 	return problemState{current: map[string]snapshot.PipelineProblem{}, exists: map[string]bool{},
-		checkedAt: map[string]time.Time{}, envFallback: map[string]bool{}, listed: map[string]bool{}}
+		checkedAt: map[string]time.Time{}, envFallback: map[string]bool{}, listed: map[string]bool{},
+		annotations: map[string]deployment.AnnotationFinding{}}
 }
 
 func problemKey(pipeline, reason string) string { return pipeline + "\x00" + reason }
@@ -87,6 +91,7 @@ func (c *Collector) updateProblems(org string, o *orgState, pipelines map[string
 	for s, fb := range res.EnvironmentFallback {
 		ps.envFallback[s] = fb
 	}
+	c.noteAnnotationsLocked(org, o, res)
 	future := map[string]buildkite.Build{}
 	for _, b := range res.Future {
 		future[b.PipelineSlug()] = b
@@ -119,8 +124,15 @@ func (c *Collector) updateProblems(org string, o *orgState, pipelines map[string
 		if b, ok := future[s]; ok {
 			add(s, snapshot.ReasonFutureTimestamp, severityError, fmt.Sprintf("Build #%d of pipeline %s says it finished at %s, after Buildkite's own clock: it is not counted, so that a damaged timestamp cannot pin what is failing or deployed. Check the build on Buildkite.", b.Number, full, b.FinishedAt.Format(time.RFC3339)))
 		}
+		if f, ok := ps.annotations[s]; ok {
+			add(s, snapshot.ReasonAnnotationMismatch, severityWarning, annotationMessage(full, f))
+		}
 		if ps.envFallback[s] {
-			add(s, snapshot.ReasonNoEnvironmentMD, severityWarning, fmt.Sprintf("Deployments of pipeline %s name no environment in their meta-data, so the pipeline slug or the default environment (%s) is used. Set it in the pipeline: buildkite-agent meta-data set environment <name>.", full, c.config().DefaultEnvironment))
+			where := "in their meta-data"
+			if _, on := c.annotationsOn(); on {
+				where = "in their meta-data nor in a deployment-<environment> annotation"
+			}
+			add(s, snapshot.ReasonNoEnvironmentMD, severityWarning, fmt.Sprintf("Deployments of pipeline %s name no environment %s, so the pipeline slug or the default environment (%s) is used. Set it in the pipeline: buildkite-agent meta-data set environment <name>.", full, where, c.config().DefaultEnvironment))
 		}
 	}
 	for k, p := range next {
@@ -138,6 +150,42 @@ func (c *Collector) updateProblems(org string, o *orgState, pipelines map[string
 		}
 	}
 	ps.current = next
+}
+
+// noteAnnotationsLocked keeps the annotation findings of a classification (poll or webhook):
+// the latest of each pipeline, logged once, dropped when a later deployment of the pipeline is
+// annotated in agreement and none disagrees. c.mu is held.
+func (c *Collector) noteAnnotationsLocked(org string, o *orgState, res deployment.Result) {
+	ps := &o.problems
+	found := map[string]bool{}
+	for _, f := range res.Annotations {
+		found[f.Pipeline] = true
+		if old, ok := ps.annotations[f.Pipeline]; ok && old.BuildNumber == f.BuildNumber && old.Kind == f.Kind {
+			continue // the overlap read it again
+		}
+		ps.annotations[f.Pipeline] = f
+		level.Warn(c.logger).Log("msg", "Deployment annotation disagrees with what counted the build", "organization", org,
+			"pipeline", org+"/"+f.Pipeline, "build", f.BuildNumber, "kind", f.Kind, "detail", f.Detail)
+	}
+	for s := range res.AnnotationsAgree {
+		if !found[s] {
+			delete(ps.annotations, s)
+		}
+	}
+}
+
+// annotationMessage is the /status text of an annotation finding of pipeline full.
+func annotationMessage(full string, f deployment.AnnotationFinding) string {
+	var fix string
+	switch f.Kind {
+	case deployment.FindingMetaData:
+		fix = "Make the annotation's context (deployment-<environment>) and the environment meta-data name the same environment."
+	case deployment.FindingOutcome:
+		fix = "Annotate with --style success only after the deployment succeeded, and --style error when it failed."
+	default:
+		fix = "The deployment stays where it was counted; set the environment meta-data so that every read of the build agrees."
+	}
+	return fmt.Sprintf("Build #%d of pipeline %s: %s. %s", f.BuildNumber, full, f.Detail, fix)
 }
 
 // pipelineProblemsLocked lists the problems of the active organizations, sorted; c.mu is held.

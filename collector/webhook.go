@@ -383,9 +383,15 @@ func (c *Collector) recordWebhookFinishes(ctx context.Context, finishes []pendin
 		if len(builds) == 0 {
 			continue
 		}
+		anns, err := c.fetchAnnotations(ctx, org, builds)
+		if err != nil {
+			level.Warn(c.logger).Log("msg", "Cannot read the annotations of builds webhooks reported finished; the next poll counts them", "organization", org, "err", err)
+			continue
+		}
 		res := c.classify(deployment.Input{
 			Organization: org, Pipelines: ps[0].pipelines, Finished: builds, Now: time.Now(),
 			CommitFirstSeen: c.commitFirstSeen, Latest: latestOK,
+			Annotations: anns, Committed: c.committedFunc(),
 		})
 		if len(res.Records) == 0 && len(res.Commits) == 0 {
 			continue
@@ -409,6 +415,10 @@ func (c *Collector) recordWebhookFinishes(ctx context.Context, finishes []pendin
 			if o != nil {
 				delete(o.seenBlocked, r.BuildID)
 			}
+		}
+		c.rememberCommittedLocked(res.Records)
+		if o != nil {
+			c.noteAnnotationsLocked(org, o, res)
 		}
 		c.webhookRecords += uint64(len(added))
 		c.mu.Unlock()

@@ -106,8 +106,13 @@ type Config struct {
 	// CommitTimeMetaDataKey optionally names a build meta-data key holding the commit time
 	// (RFC 3339 or Unix seconds); lead time then counts from it instead of the commit's first build.
 	CommitTimeMetaDataKey string `yaml:"commit_time_meta_data_key"`
-	SLOs                  SLOs   `yaml:"slos"`
-	Alerts                Alerts `yaml:"alerts"`
+	// KeepPeopleAndNotes keeps, with each deployment record, who deployed it (the deployed_by
+	// meta-data, else the build creator's name) and the release-notes field of its block step.
+	// Off by default: user names are personal data. --deployments.keep-people-and-notes sets it
+	// too. Shown on /status and in the report, never as metric labels.
+	KeepPeopleAndNotes bool   `yaml:"keep_people_and_notes"`
+	SLOs               SLOs   `yaml:"slos"`
+	Alerts             Alerts `yaml:"alerts"`
 }
 
 // SLOs are the deployment service-level objectives.

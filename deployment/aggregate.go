@@ -217,6 +217,10 @@ type envState struct {
 	DeployedPipeline    string `json:"deployed_pipeline,omitempty"`
 	DeployedBuildNumber int    `json:"deployed_build_number,omitempty"`
 	DeployedWebURL      string `json:"deployed_web_url,omitempty"`
+	// Who deployed it and its release notes (keep_people_and_notes), never in the base: they
+	// go with their record when it is compacted.
+	DeployedBy    string `json:"-"`
+	DeployedNotes string `json:"-"`
 }
 
 // Aggregate is every counter the deployment metrics need, built only by applying records in
@@ -505,6 +509,7 @@ func (a *Aggregate) applyState(r store.Record, ek string) (recovery float64, rec
 		if !r.FinishedAt.Before(es.DeployedAt) {
 			es.DeployedAt, es.DeployedVersion, es.DeployedCommit = r.FinishedAt, r.Version, r.Commit
 			es.DeployedPipeline, es.DeployedBuildNumber, es.DeployedWebURL = r.Pipeline, r.BuildNumber, r.WebURL
+			es.DeployedBy, es.DeployedNotes = r.DeployedBy, r.ReleaseNotes
 		}
 		if r.FinishedAt.Before(es.Latest) {
 			return 0, false

@@ -50,7 +50,9 @@ func outcomeState(b *buildkite.Build) (string, bool) {
 
 // targets returns the environments build b of pipelineSlug deploys to; first rule that matches wins:
 // meta-data environment, then <app>:<env>:deployed keys, then a token of the slug, then the
-// default environment. Never empty.
+// default environment. Never empty. For finished builds finishedTargets adds the annotation
+// rule (3, before the slug) and the pin of committed outcomes; open builds, whose annotations
+// are not read, use this alone.
 func (c Classifier) targets(b *buildkite.Build, pipelineSlug string) []target {
 	md := b.MetaData
 	if raw := strings.TrimSpace(md["environment"]); raw != "" {

@@ -30,6 +30,13 @@ type Input struct {
 	// Result.Future): one failure stamped 70 years ahead would otherwise stay the latest outcome
 	// of its environment, failing for ever. Zero: no check.
 	Latest time.Time
+	// Annotations are the annotations read for finished builds, by build id
+	// (--buildkite.read-annotations); a build without an entry had none read.
+	Annotations map[string][]buildkite.Annotation
+	// Committed returns the environments (sorted) of the outcomes of build id already
+	// committed, within the poll overlap and the webhook window; nil: none known. The
+	// environment rules 3 to 5 stick to them (see finishedTargets). Nil func: no pin.
+	Committed func(buildID string) []string
 }
 
 // Result is what the cycle's builds mean.
@@ -49,6 +56,11 @@ type Result struct {
 	// whether none of them named its environment in meta-data (the slug or the default
 	// environment was used: a warning, the deployments still count).
 	EnvironmentFallback map[string]bool
+	// Annotations are the builds whose deployment annotations disagree with what counted
+	// them; AnnotationsAgree the pipelines (slugs) with a finished deployment whose
+	// annotations agreed.
+	Annotations      []AnnotationFinding
+	AnnotationsAgree map[string]bool
 }
 
 // EnvKey is a (component, environment) pair.
@@ -85,7 +97,8 @@ func (c Classifier) NeedsJobs(b *buildkite.Build, seenBlocked bool) bool {
 
 // Classify turns the builds of one cycle into deployment records and live gauges.
 func (c Classifier) Classify(in Input) Result {
-	res := Result{Commits: map[string]time.Time{}, Live: map[EnvKey]Live{}, Blocked: map[string]bool{}, EnvironmentFallback: map[string]bool{}}
+	res := Result{Commits: map[string]time.Time{}, Live: map[EnvKey]Live{}, Blocked: map[string]bool{}, EnvironmentFallback: map[string]bool{},
+		AnnotationsAgree: map[string]bool{}}
 	// Commits first: a deployment's lead time counts from the earliest build of its commit,
 	// which may be in this very batch.
 	for _, set := range [][]buildkite.Build{in.Finished, in.Open} {
@@ -121,8 +134,12 @@ func (c Classifier) Classify(in Input) Result {
 			res.Future = append(res.Future, *b)
 			continue
 		}
+		found := len(res.Annotations)
 		for _, o := range Outcomes(b) {
 			res.Records = append(res.Records, c.records(in, &res, comp, slug, b, o)...)
+		}
+		if len(res.Annotations) == found && len(AnnotationEnvironments(in.Annotations[b.ID])) > 0 {
+			res.AnnotationsAgree[slug] = true
 		}
 	}
 	SortRecords(res.Records)
@@ -152,7 +169,11 @@ func (c Classifier) records(in Input, res *Result, comp backstage.Component, slu
 		wait = approvalWaitIn(b.Jobs, o)
 	}
 	var out []store.Record
-	targets := c.targets(b, slug)
+	targets := c.finishedTargets(in, res, b, slug, o.State)
+	var by, notes string
+	if c.cfg.KeepPeopleAndNotes {
+		by, notes = deployedBy(b), releaseNotes(b)
+	}
 	if fb, seen := res.EnvironmentFallback[slug]; !seen || fb {
 		res.EnvironmentFallback[slug] = targets[0].Fallback
 	}
@@ -174,6 +195,8 @@ func (c Classifier) records(in Input, res *Result, comp backstage.Component, slu
 			FinishedAt:          o.FinishedAt,
 			LeadTimeSeconds:     lead,
 			ApprovalWaitSeconds: wait,
+			DeployedBy:          by,
+			ReleaseNotes:        notes,
 		})
 	}
 	return out

@@ -135,7 +135,8 @@ func (a *Aggregate) environment(cfg *config.Config, comp backstage.Component, en
 		e.Failing = es.Failing
 		if !es.DeployedAt.IsZero() {
 			e.Deployed = &snapshot.Deployed{Version: es.DeployedVersion, Commit: es.DeployedCommit, FinishedAt: es.DeployedAt,
-				Pipeline: es.DeployedPipeline, BuildNumber: es.DeployedBuildNumber, WebURL: es.DeployedWebURL}
+				Pipeline: es.DeployedPipeline, BuildNumber: es.DeployedBuildNumber, WebURL: es.DeployedWebURL,
+				DeployedBy: es.DeployedBy, ReleaseNotes: es.DeployedNotes}
 		}
 	}
 	l := live[EnvKey{Component: c, Environment: env}]

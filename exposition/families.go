@@ -145,7 +145,7 @@ var families = []*family{
 	},
 	{
 		name: "buildkite_exporter_pipeline_errors", typ: gaugeType, labels: []string{"pipeline", "reason"},
-		help: "1 when the exporter cannot follow an annotated pipeline, or follows it with a fallback, by reason (forbidden, future_timestamp, no_deployments_in_window, no_environment_metadata, not_found); /status and the log say how to fix it." + refreshed,
+		help: "1 when the exporter cannot follow an annotated pipeline, or follows it with a fallback, by reason (annotation_mismatch, forbidden, future_timestamp, no_deployments_in_window, no_environment_metadata, not_found); /status and the log say how to fix it." + refreshed,
 		each: eachPipelineError,
 	},
 }

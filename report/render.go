@@ -239,6 +239,24 @@ func mdEscape(s string) string {
 	return strings.NewReplacer("|", `\|`, "\n", " ", "\r", " ", "`", "\\`", "*", `\*`, "_", `\_`, "<", "&lt;", ">", "&gt;").Replace(s)
 }
 
+// latestRows are the rows with a latest deployment, in row order.
+func (r *Report) latestRows() []Row {
+	var out []Row
+	for _, row := range r.Rows {
+		if row.Latest != nil {
+			out = append(out, row)
+		}
+	}
+	return out
+}
+
+func cmpOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
 // WriteMarkdown writes a report to paste into a chat or a weekly review.
 func (r *Report) WriteMarkdown(w io.Writer) error {
 	bw := bufio.NewWriter(w)
@@ -296,6 +314,25 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		}
 		p("\n")
 	}
+	if latest := r.latestRows(); len(latest) > 0 {
+		p("## Latest deployments\n\n")
+		for _, row := range latest {
+			l := row.Latest
+			p("- **%s** in **%s**: %s, %s #%d, %s", mdEscape(row.Component), mdEscape(row.Environment),
+				mdEscape(cmpOr(l.Version, "no version")), mdEscape(l.Pipeline), l.BuildNumber, l.FinishedAt.Format(time.RFC3339))
+			if l.DeployedBy != "" {
+				p(", by %s", mdEscape(l.DeployedBy))
+			}
+			p(".\n")
+			if l.ReleaseNotes != "" {
+				// Quoted line by line: the notes keep their lines, not their Markdown.
+				for _, ln := range strings.Split(l.ReleaseNotes, "\n") {
+					p("  > %s\n", mdEscape(ln))
+				}
+			}
+		}
+		p("\n")
+	}
 	for _, m := range r.methodText() {
 		p("_%s_\n\n", mdEscape(m))
 	}
@@ -345,6 +382,7 @@ func (r *Report) WriteHTML(w io.Writer) error {
 		})),
 		"LeadTime": template.HTML(lineChart("Lead time p50 per "+step, labels, lead)),
 		"Rows":     rows,
+		"Latest":   r.latestRows(),
 		"Groups":   groups,
 		"Totals":   r.totalLines(),
 		"Owners":   owners,

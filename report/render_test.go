@@ -64,6 +64,22 @@ func fixtureReport(t testing.TB) *Report {
 			add(`x<script>alert(1)</script>|y`, "production", "failed", day.Add(12*time.Hour), time.Minute, -1, -1)
 		}
 	}
+	// People and notes (keep_people_and_notes) on the latest deployments of api: plain, and
+	// hostile (Markdown and HTML in a name and in the notes).
+	for i := len(recs) - 1; i >= 0; i-- {
+		r := &recs[i]
+		if r.Component != "api" || r.State != "passed" {
+			continue
+		}
+		if r.Environment == "production" && r.DeployedBy == "" {
+			r.DeployedBy, r.ReleaseNotes = "Ada Lovelace", "* Faster checkout\n* Fixed the 500 on /cart"
+			r.Version, r.WebURL = "v1.4.2", "https://buildkite.com/acme/api/builds/"+fmt.Sprint(r.BuildNumber)
+		}
+		if r.Environment == "staging" && r.DeployedBy == "" {
+			r.DeployedBy, r.ReleaseNotes = "<b>Eve</b> | *bold*", "<script>alert('notes')</script>\n| a | b |"
+			r.WebURL = "javascript:alert(1)"
+		}
+	}
 	rep, err := Build(context.Background(), memoryLog(t, recs), Options{
 		Since: epoch.Add(7 * 24 * time.Hour), Until: epoch.Add(14 * 24 * time.Hour),
 		Catalog: map[string]Entity{

@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/url"
 	"slices"
 	"time"
 
@@ -155,6 +156,30 @@ type Row struct {
 	Current     Keys   `json:"current"`
 	Previous    Keys   `json:"previous"`
 	Levels      Levels `json:"dora_levels"`
+	// Latest is the latest passed deployment of the period; absent without one.
+	Latest *Latest `json:"latest_deployment,omitempty"`
+}
+
+// Latest is a row's latest passed deployment of the period. DeployedBy and ReleaseNotes are
+// there only when the exporter keeps them (--deployments.keep-people-and-notes).
+type Latest struct {
+	FinishedAt   time.Time `json:"finished_at"`
+	Pipeline     string    `json:"pipeline"`
+	BuildNumber  int       `json:"build_number"`
+	Version      string    `json:"version"`
+	WebURL       string    `json:"web_url,omitempty"`
+	DeployedBy   string    `json:"deployed_by,omitempty"`
+	ReleaseNotes string    `json:"release_notes,omitempty"`
+}
+
+// httpURL is u when it is an absolute http(s) URL, else "": the log's URLs come from the API,
+// and a javascript: link stays one when escaped.
+func httpURL(u string) string {
+	p, err := url.Parse(u)
+	if err != nil || p.Host == "" || (p.Scheme != "http" && p.Scheme != "https") {
+		return ""
+	}
+	return u
 }
 
 // Group is the components of one owner in one environment, their values pooled (percentiles
@@ -275,7 +300,10 @@ func Percentile(sorted []float64, p float64) *float64 {
 
 type rowKey struct{ component, environment string }
 
-type rowSamples struct{ cur, prev samples }
+type rowSamples struct {
+	cur, prev samples
+	latest    *Latest // the latest passed deployment of the current period
+}
 
 // bucketSamples is one chart bucket under construction.
 type bucketSamples struct {
@@ -350,6 +378,10 @@ func (b *Builder) Add(r store.Record) {
 		return
 	}
 	rs.cur.add(r, o)
+	if r.State == "passed" && (rs.latest == nil || !r.FinishedAt.Before(rs.latest.FinishedAt)) {
+		rs.latest = &Latest{FinishedAt: r.FinishedAt.UTC(), Pipeline: r.Pipeline, BuildNumber: r.BuildNumber, Version: r.Version,
+			WebURL: httpURL(r.WebURL), DeployedBy: r.DeployedBy, ReleaseNotes: r.ReleaseNotes}
+	}
 	bs := &b.buckets[int(t.Sub(b.opts.Since)/b.bucket)]
 	switch r.State {
 	case "passed":
@@ -443,7 +475,7 @@ func (b *Builder) Report() *Report {
 			members[gk]++
 		}
 		row := Row{Component: k.component, Environment: k.environment, Owner: e.Owner, System: e.System,
-			Current: rs.cur.keys(days, curComplete), Previous: rs.prev.keys(days, prevComplete)}
+			Current: rs.cur.keys(days, curComplete), Previous: rs.prev.keys(days, prevComplete), Latest: rs.latest}
 		row.Levels = LevelsOf(row.Current)
 		r.Rows = append(r.Rows, row)
 		delete(b.rows, k) // its samples are no longer needed

@@ -79,10 +79,13 @@ const (
 	ReasonNoDeployments   = "no_deployments_in_window"
 	ReasonNoEnvironmentMD = "no_environment_metadata"
 	ReasonFutureTimestamp = "future_timestamp"
+	// ReasonAnnotationMismatch: a deployment annotation (deployment-<env>) disagrees with the
+	// build's meta-data or outcome, or was read after the build was counted elsewhere.
+	ReasonAnnotationMismatch = "annotation_mismatch"
 )
 
 // PipelineReasons are every reason, sorted: each is exported, 0 or 1, for every linked pipeline.
-var PipelineReasons = []string{ReasonForbidden, ReasonFutureTimestamp, ReasonNoDeployments, ReasonNoEnvironmentMD, ReasonNotFound}
+var PipelineReasons = []string{ReasonAnnotationMismatch, ReasonForbidden, ReasonFutureTimestamp, ReasonNoDeployments, ReasonNoEnvironmentMD, ReasonNotFound}
 
 // PipelineProblem is one annotated pipeline the exporter cannot count, or counts only with a
 // fallback: the metric buildkite_exporter_pipeline_errors{pipeline,reason}, with words.
@@ -181,6 +184,10 @@ type Deployed struct {
 	BuildNumber int
 	// WebURL is the build's page on Buildkite; empty when the log predates it.
 	WebURL string
+	// DeployedBy and ReleaseNotes: who deployed it and its release notes, with
+	// keep_people_and_notes; empty otherwise. Never labels.
+	DeployedBy   string
+	ReleaseNotes string
 }
 
 // Histogram is a fixed-bucket histogram.

@@ -69,6 +69,10 @@ func finished(passed, failed time.Duration) [snapshot.NumStates]time.Time {
 func fixtureSnapshot() *snapshot.Snapshot {
 	evil := deployed(hostileVersion, 'e', 10*time.Minute, "acme/evil", 7)
 	evil.WebURL = hostileURL
+	// People and notes are free text from the build: escaped like the rest.
+	evil.DeployedBy, evil.ReleaseNotes = hostileVersion, "<script>alert('notes')</script>"
+	api := deployed("v1.4.2", 'a', 3*time.Hour, "acme/api-deploy-prod", 142)
+	api.DeployedBy, api.ReleaseNotes = "Ada Lovelace", "* Faster checkout\n* Fixed the 500 on /cart"
 	return &snapshot.Snapshot{
 		Taken:  fixtureNow.Add(-20 * time.Second),
 		Polled: true,
@@ -76,7 +80,7 @@ func fixtureSnapshot() *snapshot.Snapshot {
 			{Label: "api", Ref: "component:default/api", Owner: "team-platform", System: "core", Lifecycle: "production",
 				Pipelines: []string{"acme/api-deploy-prod", "acme/api-deploy-staging"},
 				Environments: []snapshot.Environment{
-					{Name: "production", LastFinished: finished(3*time.Hour, 0), Deployed: deployed("v1.4.2", 'a', 3*time.Hour, "acme/api-deploy-prod", 142)},
+					{Name: "production", LastFinished: finished(3*time.Hour, 0), Deployed: api},
 					{Name: "staging", Failing: true, LastFinished: finished(26*time.Hour, time.Hour), Deployed: deployed("v1.5.0-rc1", 'b', 26*time.Hour, "acme/api-deploy-staging", 88)},
 				}},
 			{Label: hostileLabel, Ref: "component:default/evil", Owner: "team-<b>evil</b>", System: "core", Lifecycle: "production",

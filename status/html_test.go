@@ -30,6 +30,8 @@ func TestHTML(t *testing.T) {
 		// unowned pipeline problems, unknown environments
 		"acme/sandbox", "<code>qa-eu</code>",
 		"by buildkite_deployments_exporter 0.2.0",
+		// the latest deployment's people and release notes (keep_people_and_notes)
+		" by Ada Lovelace</td>", "<summary>Release notes</summary><pre class=\"notes\">* Faster checkout\n* Fixed the 500 on /cart</pre>",
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("page lacks %q", want)
@@ -52,7 +54,9 @@ func TestHTMLEscapesHostileValues(t *testing.T) {
 	}
 	for _, want := range []string{escape(hostileVersion), "evil&lt;script&gt;", "team-&lt;b&gt;evil&lt;/b&gt;",
 		// the build is named, but not linked
-		"<td>acme/evil #7</td>"} {
+		"<td>acme/evil #7<details>",
+		// who deployed and the release notes, escaped
+		" by " + escape(hostileVersion) + "</td>", `<pre class="notes">` + escape("<script>alert('notes')</script>") + "</pre>"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("page lacks %q", want)
 		}

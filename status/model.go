@@ -192,6 +192,7 @@ func environment(e *snapshot.Environment) Environment {
 		out.Deployed = &Deployed{
 			Version: d.Version, Commit: d.Commit, FinishedAt: d.FinishedAt.UTC(), Pipeline: d.Pipeline,
 			BuildNumber: d.BuildNumber, WebURL: webURL(d.WebURL),
+			DeployedBy: d.DeployedBy, ReleaseNotes: d.ReleaseNotes,
 		}
 	}
 	return out

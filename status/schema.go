@@ -225,4 +225,8 @@ type Deployed struct {
 	// WebURL is the build's page on Buildkite. It is "" unless it is an absolute http(s) URL:
 	// the value comes from the API and is not trusted.
 	WebURL string `json:"web_url"`
+	// DeployedBy and ReleaseNotes are kept only with --deployments.keep-people-and-notes;
+	// absent otherwise. Free text from the build: the release notes at most 4 KiB.
+	DeployedBy   string `json:"deployed_by,omitempty"`
+	ReleaseNotes string `json:"release_notes,omitempty"`
 }

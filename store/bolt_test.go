@@ -257,6 +257,8 @@ func FuzzDecodeRecord(f *testing.F) {
 	r := rec("a1", t0, "production")
 	f.Add(appendRecord(nil, &r))
 	f.Add(appendRecordV1(nil, &r))
+	r.DeployedBy, r.ReleaseNotes = "Ada", "notes"
+	f.Add(appendRecord(nil, &r))
 	f.Add([]byte{1})
 	f.Add([]byte{2, 0, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, data []byte) {

@@ -18,7 +18,7 @@ import (
 //
 //	version key org pipeline component environment state build_id web_url commit version
 //	build_number(varint) created_at started_at finished_at lead_time(8) approval_wait(8)
-//	[crc32c(4), version 2 only]
+//	[deployed_by release_notes, version 3 only] [crc32c(4), versions 2 and 3]
 //
 // Strings are uvarint length + bytes; times are varint Unix seconds + uvarint nanoseconds, read
 // back in UTC (the zero time round-trips); floats are IEEE-754 bits, little endian.
@@ -27,18 +27,34 @@ import (
 // of every byte before it, little endian: bbolt checksums only its meta pages, so without it a
 // changed byte inside a record (a state, a time) would be read back as a different deployment.
 // Version 1 (format-1 logs; the migration re-encodes them) has no checksum and is still read.
+//
+// Version 3 is version 2 with two more strings before the checksum, DeployedBy and ReleaseNotes
+// (personal data, kept only with --deployments.keep-people-and-notes). It is written only for a
+// record that has either: a record without them is written as version 2, byte for byte as
+// before, so with the option off nothing changes on disk and an older binary of store format 2
+// still reads the log. The versions live side by side in one log (the store format stays 2).
 const (
 	recordEncodingV1 = 1
 	recordEncodingV2 = 2
+	recordEncodingV3 = 3
 )
 
 // castagnoli is the CRC-32C table; the polynomial has hardware support on amd64 and arm64.
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// appendRecord appends the encoding of r (version 2) to dst.
+// appendRecord appends the encoding of r to dst: version 3 when r has people or notes, else
+// version 2.
 func appendRecord(dst []byte, r *Record) []byte {
 	start := len(dst)
-	dst = appendRecordFields(append(dst, recordEncodingV2), r)
+	if r.DeployedBy == "" && r.ReleaseNotes == "" {
+		dst = appendRecordFields(append(dst, recordEncodingV2), r)
+	} else {
+		dst = appendRecordFields(append(dst, recordEncodingV3), r)
+		for _, s := range [...]string{r.DeployedBy, r.ReleaseNotes} {
+			dst = binary.AppendUvarint(dst, uint64(len(s)))
+			dst = append(dst, s...)
+		}
+	}
 	return binary.LittleEndian.AppendUint32(dst, crc32.Checksum(dst[start:], castagnoli))
 }
 
@@ -67,6 +83,8 @@ type decoder struct {
 	buf []byte
 	err error
 	in  interner
+	// v3 is set by begin for a version-3 record: DeployedBy and ReleaseNotes follow the floats.
+	v3 bool
 }
 
 func (d *decoder) uvarint() uint64 {
@@ -162,10 +180,11 @@ func (d *decoder) begin(data []byte) error {
 	if len(data) == 0 {
 		return errShortRecord
 	}
+	d.v3 = false
 	switch data[0] {
 	case recordEncodingV1:
 		d.buf = data[1:]
-	case recordEncodingV2:
+	case recordEncodingV2, recordEncodingV3:
 		if len(data) < 1+4 {
 			return errShortRecord
 		}
@@ -174,8 +193,9 @@ func (d *decoder) begin(data []byte) error {
 			return fmt.Errorf("%w (stored CRC-32C %08x, computed %08x)", errChecksum, sum, crc32.Checksum(body, castagnoli))
 		}
 		d.buf = body[1:]
+		d.v3 = data[0] == recordEncodingV3
 	default:
-		return fmt.Errorf("unknown record encoding %d (this binary reads %d and %d; was the log written by a newer version?)", data[0], recordEncodingV1, recordEncodingV2)
+		return fmt.Errorf("unknown record encoding %d (this binary reads %d to %d; was the log written by a newer version?)", data[0], recordEncodingV1, recordEncodingV3)
 	}
 	d.err = nil
 	return nil
@@ -212,6 +232,10 @@ func (d *decoder) check(data []byte) error {
 	}
 	d.float()
 	d.float()
+	if d.v3 {
+		d.bytes()
+		d.bytes()
+	}
 	if d.err != nil {
 		return d.err
 	}
@@ -265,6 +289,13 @@ func (d *decoder) decodeRecord(data []byte, r *Record) error {
 	r.FinishedAt = d.time()
 	r.LeadTimeSeconds = d.float()
 	r.ApprovalWaitSeconds = d.float()
+	if d.v3 {
+		// Not interned: names and notes are few and not shared like labels.
+		by, notes := d.bytes(), d.bytes()
+		if d.err == nil {
+			r.DeployedBy, r.ReleaseNotes = string(by), string(notes)
+		}
+	}
 	if d.err != nil {
 		return d.err
 	}

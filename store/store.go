@@ -38,6 +38,13 @@ type Record struct {
 	LeadTimeSeconds float64 `json:"lead_time_seconds"`
 	// ApprovalWaitSeconds is the block step's runnable_at → unblocked_at; negative when none.
 	ApprovalWaitSeconds float64 `json:"approval_wait_seconds"`
+	// DeployedBy and ReleaseNotes are personal data and free text, kept only when the exporter
+	// runs with --deployments.keep-people-and-notes (empty otherwise, and then not written at
+	// all: see the record encoding). DeployedBy is the build's deployed_by meta-data, else its
+	// creator's name; ReleaseNotes the release-notes field of its block step, at most 4 KiB.
+	// Never metric labels. They go with the record when Compact folds it.
+	DeployedBy   string `json:"deployed_by,omitempty"`
+	ReleaseNotes string `json:"release_notes,omitempty"`
 }
 
 // Key builds a record key from the build id, the outcome's finish time and the environment.

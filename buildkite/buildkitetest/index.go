@@ -18,6 +18,8 @@ type buildRec struct {
 	pipe              *pipe
 	created, finished int64
 	open              bool
+	// annotations are the build's annotations in the order they were made (Annotate).
+	annotations []buildkite.Annotation
 }
 
 func (r *buildRec) keys() {

@@ -22,6 +22,8 @@ func (f *Fake) serveRoute(r *http.Request, rt route, resp *response, tok *token)
 		f.getBuild(rt, q, resp)
 	case RouteRebuild:
 		f.rebuild(rt, resp)
+	case RouteAnnotations:
+		f.listAnnotations(r, rt, q, resp)
 	case RoutePipelines:
 		f.listPipelines(r, rt, q, resp)
 	case RoutePipeline:

@@ -80,6 +80,8 @@ func matchRoute(path string) (route, bool) {
 		rt.template, rt.pipeline = RoutePipelineBuilds, rest[1]
 	case len(rest) == 4 && rest[0] == "pipelines" && rest[2] == "builds":
 		rt.template, rt.pipeline, rt.num = RouteBuild, rest[1], rest[3]
+	case len(rest) == 5 && rest[0] == "pipelines" && rest[2] == "builds" && rest[4] == "annotations":
+		rt.template, rt.pipeline, rt.num = RouteAnnotations, rest[1], rest[3]
 	case len(rest) == 5 && rest[0] == "pipelines" && rest[2] == "builds" && rest[4] == "rebuild":
 		rt.template, rt.pipeline, rt.num = RouteRebuild, rest[1], rest[3]
 	default:
