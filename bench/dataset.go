@@ -367,6 +367,26 @@ func newLiveSim(ds *dataset, f *buildkitetest.Fake, from time.Time, interval tim
 	return s
 }
 
+// withoutProbes stops the probe deployments: the month's organization deploys at its own rate
+// only (probes would add one deployment per poll interval, 2,880 a day at 30 s).
+func (s *liveSim) withoutProbes() *liveSim {
+	s.nextProbe = time.Unix(1<<62, 0)
+	return s
+}
+
+// due is the earliest time an event is due: an arrival, a probe, a finish or a retry. advance
+// at any time before it changes nothing.
+func (s *liveSim) due() time.Time {
+	t := s.next
+	if s.nextProbe.Before(t) {
+		t = s.nextProbe
+	}
+	if len(s.pending) > 0 && s.pending[0].finishAt.Before(t) {
+		t = s.pending[0].finishAt
+	}
+	return t
+}
+
 func (s *liveSim) gap() time.Duration {
 	return time.Duration(s.gen.rng.ExpFloat64() * float64(24*time.Hour) / s.m.BuildsPerDay)
 }
