@@ -347,6 +347,10 @@ type finishedEvent struct {
 	pendingBuild
 	at    time.Time
 	probe bool
+	// retrying: the build failed and the simulation will retry it, 1 to 20 minutes later. A
+	// poller that lists it only after the retry recovers the failure from its jobs when the
+	// retry finishes.
+	retrying bool
 }
 
 func newLiveSim(ds *dataset, f *buildkitetest.Fake, from time.Time, interval time.Duration) *liveSim {
@@ -464,6 +468,7 @@ func (s *liveSim) advance(now time.Time) ([]finishedEvent, error) {
 				retry := p
 				retry.retry, retry.plan, retry.finishAt, retry.probe = true, r, r.at, false
 				s.schedule(retry)
+				done[len(done)-1].retrying = true
 			}
 		}
 	}
