@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make bench: reproduces every figure of BENCHMARKS.md in one run and prints them as a table.
 #
-#   ./scripts/bench.sh            the scale; 30- and 90-day backfills at a tenth of it (about 25 minutes)
+#   ./scripts/bench.sh            the scale; 30- and 90-day backfills at a tenth of it (about 20 minutes)
 #   ./scripts/bench.sh --quick    a tenth of everything, three days of the month (about 3 minutes)
 #
 # Environment: SCALE (organization size for the steady state, 1 = the issue's), BACKFILL_SCALE
@@ -10,7 +10,7 @@
 # (memory stage; MEM_LIMIT is the GOMEMLIMIT of its second run, default 180MiB), MONTH_DAYS,
 # MONTH_SCALE, MONTH_INTERVAL and MONTH_RETENTION (the simulated month: default 30 days of the
 # issue's organization polled every 10 minutes, retention 1 day; at the default 30 s interval a
-# month costs over an hour of CPU, see BENCHMARKS.md), STORE_SCALE, STORE_DAYS and STORE_BATCH
+# month costs hours of CPU, see BENCHMARKS.md), STORE_SCALE, STORE_DAYS and STORE_BATCH
 # (the store-size years, 400d and 30d retention: default the organization, 365 days, an
 # append per 30 minutes), BENCH_OUT (result directory, default bench/results).
 set -euo pipefail
