@@ -266,3 +266,42 @@ func TestRenderAndMemorySmall(t *testing.T) {
 		t.Errorf("report figures: %v", got)
 	}
 }
+
+// TestStoreSizeSmall runs the store-size stage on a small organization for 40 days: both
+// retentions store the same deployments, the 30-day one keeps only the last 30 days of records,
+// keys and commits, and the sizes are consistent with one another.
+func TestStoreSizeSmall(t *testing.T) {
+	figs := newFigures("")
+	if err := storeSizeFigures(figs, t.TempDir(), 0.01, 40, 30*time.Minute, []time.Duration{400 * day, 30 * day}); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]map[string]float64{}
+	for _, f := range figs.all {
+		if got[f.Section] == nil {
+			got[f.Section] = map[string]float64{}
+		}
+		got[f.Section][f.Name] = f.Value
+	}
+	long, short := got["store size, 40 days, --storage.retention=400d, an append per 30m0s (scale 0.01)"], got["store size, 40 days, --storage.retention=30d, an append per 30m0s (scale 0.01)"]
+	if long == nil || short == nil {
+		t.Fatalf("sections missing: %v", got)
+	}
+	// About 20 deployments a day (scale 0.01) over 40 days.
+	if n := long["deployments stored"]; n < 600 || n > 1000 || short["deployments stored"] != n {
+		t.Errorf("stored %v and %v deployments, want the same, about 800", n, short["deployments stored"])
+	}
+	if long["records, keys, commit first-seen times kept"] != long["deployments stored"] {
+		t.Errorf("400d kept %v records of %v", long["records, keys, commit first-seen times kept"], long["deployments stored"])
+	}
+	if k := short["records, keys, commit first-seen times kept"]; k <= 0 || k > 0.85*short["deployments stored"] {
+		t.Errorf("30d kept %v records of %v: want about three quarters", k, short["deployments stored"])
+	}
+	for _, s := range []map[string]float64{long, short} {
+		if !(s["data (used less free pages)"] <= s["bbolt high-water mark (used)"] && s["bbolt high-water mark (used)"] <= s["file"] && s["file after bbolt compact"] > 0) {
+			t.Errorf("sizes out of order: %v", s)
+		}
+		if p := s["per 1,000 deployments kept"]; p < 100 || p > 5000 {
+			t.Errorf("%v kB per 1,000 deployments", p)
+		}
+	}
+}

@@ -347,6 +347,10 @@ type finishedEvent struct {
 	pendingBuild
 	at    time.Time
 	probe bool
+	// retrying: the build failed and the simulation will retry it, 1 to 20 minutes later. A
+	// poller that lists it only after the retry recovers the failure from its jobs when the
+	// retry finishes.
+	retrying bool
 }
 
 func newLiveSim(ds *dataset, f *buildkitetest.Fake, from time.Time, interval time.Duration) *liveSim {
@@ -365,6 +369,26 @@ func newLiveSim(ds *dataset, f *buildkitetest.Fake, from time.Time, interval tim
 	s.next = from.Add(s.gap())
 	s.nextProbe = from
 	return s
+}
+
+// withoutProbes stops the probe deployments: the month's organization deploys at its own rate
+// only (probes would add one deployment per poll interval, 2,880 a day at 30 s).
+func (s *liveSim) withoutProbes() *liveSim {
+	s.nextProbe = time.Unix(1<<62, 0)
+	return s
+}
+
+// due is the earliest time an event is due: an arrival, a probe, a finish or a retry. advance
+// at any time before it changes nothing.
+func (s *liveSim) due() time.Time {
+	t := s.next
+	if s.nextProbe.Before(t) {
+		t = s.nextProbe
+	}
+	if len(s.pending) > 0 && s.pending[0].finishAt.Before(t) {
+		t = s.pending[0].finishAt
+	}
+	return t
 }
 
 func (s *liveSim) gap() time.Duration {
@@ -444,6 +468,7 @@ func (s *liveSim) advance(now time.Time) ([]finishedEvent, error) {
 				retry := p
 				retry.retry, retry.plan, retry.finishAt, retry.probe = true, r, r.at, false
 				s.schedule(retry)
+				done[len(done)-1].retrying = true
 			}
 		}
 	}

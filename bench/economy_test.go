@@ -75,6 +75,15 @@ func (l *recordingLog) Append(b store.Batch) ([]store.Record, error) {
 	return added, err
 }
 
+// drain returns the appends logged so far and forgets them, so that a long run keeps none.
+func (l *recordingLog) drain() []appendEvent {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := l.appends
+	l.appends = nil
+	return out
+}
+
 func (l *recordingLog) events() []appendEvent {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -171,9 +180,10 @@ func newClient(t *testing.T, f *buildkitetest.Fake, token string) (*buildkite.Cl
 }
 
 // startCollector runs the real collector, with the real client paced at -rpm, against the fake
-// in process. Call it inside a bubble.
-func startCollector(t *testing.T, f *buildkitetest.Fake, comps []backstage.Component, backfill time.Duration, token string) *running {
-	return startCollectorEvery(t, f, comps, backfill, token, pollInterval, 0)
+// in process, with an in-memory log. Call it inside a bubble. tweak, when given, changes the
+// options (the poll interval, the retention, the log) before the collector is made.
+func startCollector(t *testing.T, f *buildkitetest.Fake, comps []backstage.Component, backfill time.Duration, token string, tweak ...func(*collector.Options)) *running {
+	return startCollectorWith(t, f, comps, backfill, token, pollInterval, 0, false, tweak...)
 }
 
 // startCollectorEvery is startCollector with another poll interval and, when webhookQueue is
@@ -186,17 +196,17 @@ func startCollectorEvery(t *testing.T, f *buildkitetest.Fake, comps []backstage.
 
 // startCollectorWith is startCollectorEvery with --buildkite.read-annotations.
 func startCollectorWith(t *testing.T, f *buildkitetest.Fake, comps []backstage.Component, backfill time.Duration, token string,
-	interval time.Duration, webhookQueue int, annotations bool,
+	interval time.Duration, webhookQueue int, annotations bool, tweak ...func(*collector.Options),
 ) *running {
 	t.Helper()
-	r := &running{log: &recordingLog{Log: store.NewMemory()}, done: make(chan error, 1)}
+	r := &running{done: make(chan error, 1)}
 	cl, api := newClient(t, f, token)
 	r.api = api
 	bodies := exposition.NewBodies(exposition.BodiesOpts{})
-	c, err := collector.New(collector.Options{
+	opts := collector.Options{
 		Client:       cl,
 		Catalog:      func() []backstage.Component { return comps },
-		Log:          r.log,
+		Log:          store.NewMemory(),
 		PollInterval: interval,
 		Backfill:     backfill,
 		Logger:       log.NewNopLogger(),
@@ -204,7 +214,13 @@ func startCollectorWith(t *testing.T, f *buildkitetest.Fake, comps []backstage.C
 		WebhookQueue: webhookQueue,
 
 		ReadAnnotations: annotations,
-	})
+	}
+	for _, fn := range tweak {
+		fn(&opts)
+	}
+	r.log = &recordingLog{Log: opts.Log}
+	opts.Log = r.log
+	c, err := collector.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@
 //	bench mkstore -dir DIR -components 10000 -records 1000000
 //	bench memory  -dir DIR -components 10000 -out figures.jsonl
 //	bench deployreport -dir DIR [-window 168h] -out figures.jsonl
+//	bench storesize -dir DIR -days 365 -batch 30m -retention 400d,30d -out figures.jsonl
 //	bench report  -in figures.jsonl [-md table.md]
 package main
 
@@ -19,6 +20,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/prometheus/common/model"
 )
 
 func main() {
@@ -28,7 +31,7 @@ func main() {
 	}
 }
 
-var errUsage = errors.New("usage: bench render|mkstore|memory|deployreport|report [flags]; bench <command> -h lists the flags")
+var errUsage = errors.New("usage: bench render|mkstore|memory|deployreport|storesize|report [flags]; bench <command> -h lists the flags")
 
 func run(args []string) error {
 	if len(args) == 0 {
@@ -100,6 +103,27 @@ func run(args []string) error {
 			return err
 		}
 		return figs.flush()
+	case "storesize":
+		dir := fs.String("dir", "", "directory to write the logs in, one per retention (must not hold them yet)")
+		scale := fs.Float64("scale", 1, "organization size relative to the issue's (1 = 2,000 annotated pipelines among 20,000, 20,000 builds/day: about 2,000 deployments a day)")
+		days := fs.Int("days", 365, "days of deployments to store")
+		batch := fs.Duration("batch", 30*time.Second, "time between two Appends (the poll interval, or longer for a cheaper year): one per period that finished a build")
+		rets := fs.String("retention", "400d,30d", "comma-separated --storage.retention values, one simulated log each")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		if *dir == "" {
+			return errors.New("storesize: -dir is required")
+		}
+		var retentions []time.Duration
+		for _, part := range strings.Split(*rets, ",") {
+			d, err := model.ParseDuration(strings.TrimSpace(part))
+			if err != nil || d <= 0 {
+				return fmt.Errorf("-retention: %q is not a positive duration such as 400d", part)
+			}
+			retentions = append(retentions, time.Duration(d))
+		}
+		return storeSizeFigures(newFigures(*out), *dir, *scale, *days, *batch, retentions)
 	case "report":
 		in := fs.String("in", "", "figures file (JSON lines)")
 		md := fs.String("md", "", "also write the table as Markdown to this file")

@@ -156,7 +156,7 @@ func (c *Collector) fetch(ctx context.Context, rq fetchRequest) (*fetched, error
 	if err != nil {
 		return nil, fmt.Errorf("listing unfinished builds: %w", err)
 	}
-	if err := c.fetchJobs(ctx, org, finished, rq.seenBlocked, rq.jobs); err != nil {
+	if finished, err = c.fetchJobs(ctx, org, finished, rq.seenBlocked, rq.jobs); err != nil {
 		return nil, err
 	}
 	var anns map[string][]buildkite.Annotation
@@ -236,15 +236,19 @@ type fetchedJobs struct {
 // fetchJobs reads, with Get-a-build, the jobs (retried attempts included) of the finished builds
 // listed without them whose classification needs them. A finish read again in the overlap of
 // later cycles takes its jobs from cache: they cannot have changed, as a retry re-opens the
-// build and gives it a new finish.
-func (c *Collector) fetchJobs(ctx context.Context, org string, builds []buildkite.Build, seenBlocked map[string]bool, cache map[string]fetchedJobs) error {
+// build and gives it a new finish. It returns the builds to classify: a build retried since it
+// was listed is left out until it finishes again.
+func (c *Collector) fetchJobs(ctx context.Context, org string, builds []buildkite.Build, seenBlocked map[string]bool, cache map[string]fetchedJobs) ([]buildkite.Build, error) {
+	kept := builds[:0]
 	for i := range builds {
-		b := &builds[i]
-		if !c.classifier().NeedsJobs(b, seenBlocked[b.ID]) {
+		b := builds[i]
+		if !c.classifier().NeedsJobs(&b, seenBlocked[b.ID]) {
+			kept = append(kept, b)
 			continue
 		}
 		if e, ok := cache[b.ID]; ok && e.finishedAt.Equal(b.FinishedAt.Time) {
 			b.Jobs = e.jobs
+			kept = append(kept, b)
 			continue
 		}
 		if e, ok := c.takeWebhookJobs(b.ID); ok && e.finishedAt.Equal(b.FinishedAt.Time) {
@@ -255,6 +259,15 @@ func (c *Collector) fetchJobs(ctx context.Context, org string, builds []buildkit
 		slug := b.PipelineSlug()
 		full, err := c.client.GetBuild(ctx, org, slug, b.Number, buildkite.GetBuildOptions{ExcludePipeline: true, IncludeRetriedJobs: true})
 		switch {
+		case err == nil && !full.FinishedAt.Equal(b.FinishedAt.Time):
+			// Retried (or retried and finished again) since it was listed: its jobs belong to
+			// another outcome than the listing's state and finish time, and read together they
+			// would count the listed failure twice, as its attempt and as the retry's. The
+			// build is listed again when it finishes again, after the watermark, and its
+			// failed attempts are then read from its jobs.
+			level.Debug(c.logger).Log("msg", "A finished build was retried before its jobs were read; counting it when it finishes again", "organization", org,
+				"pipeline", slug, "build", b.Number)
+			continue
 		case err == nil:
 			b.Jobs = full.Jobs
 			if b.Jobs == nil {
@@ -267,10 +280,11 @@ func (c *Collector) fetchJobs(ctx context.Context, org string, builds []buildkit
 			level.Warn(c.logger).Log("msg", "Cannot read the jobs of a finished build; counting it without them", "organization", org,
 				"pipeline", slug, "build", b.Number, "err", err)
 		default:
-			return fmt.Errorf("fetching the jobs of build %s/%s#%d: %w", org, slug, b.Number, err)
+			return nil, fmt.Errorf("fetching the jobs of build %s/%s#%d: %w", org, slug, b.Number, err)
 		}
+		kept = append(kept, b)
 	}
-	return nil
+	return kept, nil
 }
 
 // nextWatermark is how far a cycle has read, on Buildkite's clock: every build that finished

@@ -1,7 +1,9 @@
 package collector
 
 import (
+	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -412,5 +414,64 @@ func TestLeadTimeFromCommitTimeMetaData(t *testing.T) {
 			series("buildkite_deployment_lead_time_seconds_count", "component", "shop", "environment", "production"): 2,
 			series("buildkite_deployment_lead_time_seconds_sum", "component", "shop", "environment", "production"):   first + second,
 		})
+	})
+}
+
+// retryOnGet is a client whose first Get-a-build of build number retries the build first: the
+// build was listed finished failed, and someone retried it before the poller read its jobs.
+type retryOnGet struct {
+	Client
+	f      *buildkitetest.Fake
+	number int
+	done   atomic.Bool
+}
+
+func (c *retryOnGet) GetBuild(ctx context.Context, org, pipeline string, number int, opts buildkite.GetBuildOptions) (*buildkite.Build, error) {
+	if number == c.number && c.done.CompareAndSwap(false, true) {
+		if err := c.f.RetryBuild(org, pipeline, number); err != nil {
+			return nil, err
+		}
+	}
+	return c.Client.GetBuild(ctx, org, pipeline, number, opts)
+}
+
+// TestBuildRetriedBetweenListingAndJobs: a failed build listed without jobs is retried before
+// Get-a-build reads them. The jobs then show the failed attempt retried and a new one running;
+// read with the listing's state, they made two failures of one (found by the simulated month of
+// the benchmarks). The listing is stale: the build counts when it finishes again.
+func TestBuildRetriedBetweenListingAndJobs(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFake()
+		f.AddPipeline(testOrg, buildkite.Pipeline{Slug: "shop"})
+		cl := &retryOnGet{Client: newTestClient(t, f), f: f, number: 1}
+		h := start(t, f, []backstage.Component{component("shop", "shop")}, func(o *Options) { o.Client = cl })
+		h.next() // past the first cycles, which list jobs with the builds
+		now := time.Now()
+		b := f.AddBuild(testOrg, "shop", buildkite.Build{
+			State: "failed", Commit: sha(8), CreatedAt: ts(now.Add(-9 * time.Minute)), StartedAt: ts(now.Add(-8 * time.Minute)),
+			FailingAt: ts(now.Add(-time.Second)), FinishedAt: ts(now.Add(-time.Second)), Jobs: []buildkite.Job{{Type: "script", State: "failed", StartedAt: ts(now.Add(-8 * time.Minute)), FinishedAt: ts(now.Add(-time.Second))}},
+		})
+		if b.Number != cl.number {
+			t.Fatalf("the build is #%d, want #%d", b.Number, cl.number)
+		}
+		h.next()
+		if !cl.done.Load() {
+			t.Fatal("the poller did not read the failed build's jobs")
+		}
+		failed, passed := deployments("shop", "production", "shop", "failed"), deployments("shop", "production", "shop", "passed")
+		running := series("buildkite_deployments_running", "component", "shop", "environment", "production")
+		// The open builds were listed before the retry: the build shows as running next cycle.
+		expect(t, h.metrics(), map[string]float64{failed: 0})
+		open, _ := f.Build(testOrg, "shop", b.Number)
+		last := open.Jobs[len(open.Jobs)-1]
+		if err := f.FinishJob(testOrg, "shop", b.Number, last.ID, "passed", time.Now(), time.Now().Add(2*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.FinishBuild(testOrg, "shop", b.Number, "passed", time.Now().Add(2*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		h.next()
+		h.next()
+		expect(t, h.metrics(), map[string]float64{failed: 1, passed: 1, running: 0})
 	})
 }

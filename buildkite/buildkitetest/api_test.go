@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -471,5 +472,56 @@ func TestConcurrentUse(t *testing.T) {
 	_, bs := a.list("organizations/acme/builds?state=running&per_page=100")
 	if len(bs) != 100 {
 		t.Errorf("%d running builds listed, want 100 (200 retried builds)", len(bs))
+	}
+}
+
+// TestDeleteFinishedBefore deletes old builds as a retention policy does: every route stops
+// returning them, running builds stay whatever their age, and numbers go on.
+func TestDeleteFinishedBefore(t *testing.T) {
+	f := New()
+	a := start(t, f)
+	f.AddBuild("acme", "web", buildkite.Build{CreatedAt: at(0), State: "running"})                                  // #1, old but running
+	f.AddBuild("acme", "web", buildkite.Build{CreatedAt: at(0), State: "passed", FinishedAt: at(10 * time.Minute)}) // #2, deleted
+	f.AddBuild("acme", "api", buildkite.Build{CreatedAt: at(0), State: "failed", FinishedAt: at(20 * time.Minute)}) // #1, retried: kept
+	f.AddBuild("acme", "api", buildkite.Build{CreatedAt: at(time.Hour), State: "passed", FinishedAt: at(2 * time.Hour)})
+	f.AddBuild("other", "web", buildkite.Build{CreatedAt: at(0), State: "canceled", FinishedAt: at(30 * time.Minute)})
+	f.AddBuild("acme", "web", buildkite.Build{CreatedAt: at(0), State: "passed", Blocked: true, FinishedAt: at(5 * time.Minute)}) // #3, blocked: kept
+	if err := f.RetryBuild("acme", "api", 1); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.DeleteFinishedBefore(t0.Add(time.Hour)); n != 2 {
+		t.Errorf("DeleteFinishedBefore deleted %d builds, want 2", n)
+	}
+	if n := f.DeleteFinishedBefore(t0.Add(time.Hour)); n != 0 {
+		t.Errorf("a second DeleteFinishedBefore deleted %d builds, want 0", n)
+	}
+	numbers := func(path string) []string {
+		_, bs := a.list(path)
+		var out []string
+		for _, b := range bs {
+			out = append(out, b["pipeline"].(map[string]any)["slug"].(string)+"#"+strconv.Itoa(int(b["number"].(float64))))
+		}
+		return out
+	}
+	for path, want := range map[string][]string{
+		"organizations/acme/builds":                                 {"api#2", "web#1", "web#3", "api#1"},
+		"organizations/acme/builds?finished_from=" + q(0):           {"api#2", "web#3"},
+		"organizations/acme/builds?state[]=running&state[]=blocked": {"web#1", "web#3", "api#1"},
+		"organizations/acme/pipelines/web/builds":                   {"web#1", "web#3"},
+		"organizations/other/builds":                                nil,
+		"builds":                                                    {"api#2", "web#1", "web#3", "api#1"},
+	} {
+		got := numbers(path)
+		slices.Sort(got)
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Errorf("%s lists %v, want %v", path, got, want)
+		}
+	}
+	a.object("organizations/acme/pipelines/web/builds/2", http.StatusNotFound)
+	a.object("organizations/acme/pipelines/web/builds/3", http.StatusOK)
+	a.object("organizations/acme/pipelines/web/builds/1", http.StatusOK)
+	if b := f.AddBuild("acme", "web", buildkite.Build{}); b.Number != 4 {
+		t.Errorf("the next build of a pipeline whose latest was deleted is #%d, want #4", b.Number)
 	}
 }

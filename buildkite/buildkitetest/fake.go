@@ -540,6 +540,28 @@ func (f *Fake) replaceLocked(r *buildRec, b buildkite.Build) {
 	r.pipe.org.idx.refile(r, oldCreated)
 }
 
+// DeleteFinishedBefore deletes every build that finished before t, in every organization, as a
+// Buildkite build retention policy deletes old builds: listings no longer return them and
+// Get-a-build answers 404. Their numbers are not reused. Builds in a non-terminal state are kept
+// whatever their age: running ones (finished_at null, a retried build say) and blocked ones. Long simulations call it to keep the
+// fake's memory bounded by the builds of a recent window rather than by every build ever added.
+// It returns how many builds it deleted.
+func (f *Fake) DeleteFinishedBefore(t time.Time) int {
+	cut := t.UnixNano()
+	old := func(r *buildRec) bool { return r.finished != 0 && r.finished < cut && !r.open }
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, o := range f.orgs {
+		n += o.idx.drop(old)
+		for _, pp := range o.pipelines {
+			pp.idx.drop(old)
+			maps.DeleteFunc(pp.byNum, func(_ int, r *buildRec) bool { return old(r) })
+		}
+	}
+	return n
+}
+
 var terminalStates = map[string]bool{
 	buildkite.StatePassed: true, buildkite.StateFailed: true, buildkite.StateCanceled: true,
 	buildkite.StateSkipped: true, buildkite.StateNotRun: true,

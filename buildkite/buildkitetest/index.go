@@ -185,6 +185,16 @@ func (ix *index) refile(r *buildRec, oldCreated int64) {
 	ix.setOpen(r)
 }
 
+// drop removes the builds old selects and returns how many there were. Removing keeps both
+// slices in the order they had, sorted or dirty.
+func (ix *index) drop(old func(*buildRec) bool) int {
+	n := len(ix.byCreated)
+	ix.byCreated = slices.DeleteFunc(ix.byCreated, old)
+	ix.byFinished = slices.DeleteFunc(ix.byFinished, old)
+	maps.DeleteFunc(ix.open, func(r *buildRec, _ struct{}) bool { return old(r) })
+	return n - len(ix.byCreated)
+}
+
 func (ix *index) dirty() bool { return ix.createdDirty || ix.finDirty }
 
 // fix sorts what add and changed left unsorted. It needs the write lock.
