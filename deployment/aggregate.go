@@ -246,9 +246,9 @@ type Aggregate struct {
 	// LastFinished by (component, environment, state).
 	LastFinished map[string]time.Time `json:"last_finished"`
 	Envs         map[string]*envState `json:"envs"`
-	// LastBuilds by (component, environment, pipeline, state); absent from bases written
-	// before it was kept (see fillLastBuilds).
-	LastBuilds map[string]*lastBuild `json:"last_builds,omitempty"`
+	// LastBuilds by (component, environment, pipeline), each indexed like snapshot.States;
+	// absent from bases written before it was kept (see fillLastBuilds).
+	LastBuilds map[string]*lastBuilds `json:"last_builds,omitempty"`
 	// PipelineCreated is, by (component, environment, pipeline), the finished_at of the
 	// earliest record: when buildkite_deployments_total's three series started counting. A
 	// zero time is unknown (the triple was counted in a base older than version 3), and
@@ -294,7 +294,7 @@ func NewAggregate() *Aggregate {
 		ApprovalWait:     map[string]*histogram{},
 		LastFinished:     map[string]time.Time{},
 		Envs:             map[string]*envState{},
-		LastBuilds:       map[string]*lastBuild{},
+		LastBuilds:       map[string]*lastBuilds{},
 		PipelineCreated:  map[string]time.Time{},
 		ExemplarsDropped: map[string]uint64{},
 	}
@@ -459,7 +459,7 @@ func (a *Aggregate) ApplyObserved(r store.Record) (o Observation) {
 		a.withRecords[joinKey(r.Component, r.Pipeline)] = true
 	}
 	a.Deployments[joinKey(r.Component, r.Environment, r.Pipeline, r.State)]++
-	a.applyLastBuild(r)
+	a.applyLastBuild(r, pk)
 	sk := joinKey(r.Component, r.Environment, r.State)
 	if r.FinishedAt.After(a.LastFinished[sk]) {
 		a.LastFinished[sk] = r.FinishedAt
