@@ -339,6 +339,7 @@ func decodePage(r io.Reader, item func(*rawEntity, int) error) (next string, n i
 	if err := expectDelim(dec, '{', "the body"); err != nil {
 		return "", 0, err
 	}
+	sawItems := false
 	for dec.More() {
 		t, err := dec.Token()
 		if err != nil {
@@ -346,6 +347,7 @@ func decodePage(r io.Reader, item func(*rawEntity, int) error) (next string, n i
 		}
 		switch key, _ := t.(string); key {
 		case "items":
+			sawItems = true
 			if err := expectDelim(dec, '[', "items"); err != nil {
 				return "", 0, err
 			}
@@ -388,6 +390,12 @@ func decodePage(r io.Reader, item func(*rawEntity, int) error) (next string, n i
 	}
 	if err := expectDelim(dec, '}', "the body"); err != nil {
 		return "", 0, err
+	}
+	// Every by-query answer has "items", even an empty catalog's: an object without it ({} from a
+	// proxy, or "Items" in another case) is not the catalog API, and taking it for an empty
+	// page would drop every component without a word.
+	if !sawItems {
+		return "", 0, &formatError{`the body: no "items" array (not a catalog by-query response)`}
 	}
 	// One JSON object is the whole body: anything after it (a second value, a proxy's trailer)
 	// means the body is not what the catalog API sends.

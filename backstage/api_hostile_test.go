@@ -283,3 +283,18 @@ func TestNewAPISourceKeepsCallersClient(t *testing.T) {
 	}
 	_ = url.URL{}
 }
+
+// TestAPISourceBodyWithoutItems: a 200 whose JSON object has no "items" (a proxy's {} or a
+// differently cased key, a fuzz finding) is not an empty catalog: taking it for one would drop
+// every component without a word.
+func TestAPISourceBodyWithoutItems(t *testing.T) {
+	for _, body := range []string{`{}`, `{"Items":{}}`, `{"totalItems":0}`} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(body))
+		}))
+		res, err := newAPISource(t, srv.URL, testToken, srv.Client()).Load(context.Background())
+		wantAPIFailure(t, res, err, `no "items" array`)
+		srv.Close()
+	}
+}
