@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -258,8 +259,8 @@ func toModel(h *histogram) *promhist.Histogram {
 	return ph
 }
 
-// TestSnapshotSharesNothingMutable: observations after a snapshot change neither its
-// exemplars nor its native buckets, which it shares with the aggregate until then.
+// TestSnapshotSharesNothingMutable: observations after a snapshot change neither its counts,
+// exemplars nor native buckets, which it shares with the aggregate until then.
 func TestSnapshotSharesNothingMutable(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	a := NewAggregate()
@@ -267,10 +268,17 @@ func TestSnapshotSharesNothingMutable(t *testing.T) {
 	h := a.Duration[joinKey("c", "production", "passed")]
 	s := h.snapshot(config.DurationBuckets)
 	ex, zero, buckets := *s.Exemplars[1], s.Native.ZeroCount, append([]snapshot.NativeBucket(nil), s.Native.Buckets...)
+	counts := append([]uint64(nil), s.Counts...)
 	a.Apply(build(2, t0.Add(time.Hour), 3*time.Minute))
 	a.Apply(build(3, t0.Add(2*time.Hour), 0))
 	if *s.Exemplars[1] != ex || s.Native.ZeroCount != zero || !cmp.Equal(buckets, s.Native.Buckets) {
 		t.Errorf("the snapshot changed: %+v %+v", s.Exemplars[1], s.Native)
+	}
+	if !cmp.Equal(counts, s.Counts) {
+		t.Errorf("the snapshot's counts changed from %v to %v", counts, s.Counts)
+	}
+	if h.Count != 3 || slices.Equal(h.Counts, s.Counts) {
+		t.Errorf("the aggregate's counts did not move on: %v (count %d), snapshot %v", h.Counts, h.Count, s.Counts)
 	}
 	if h.Exemplars[1].Build != "o/p/builds/2" || h.Native.ZeroCount != 1 || len(h.Native.Buckets) != 2 {
 		t.Errorf("the aggregate did not move on: %+v %+v", h.Exemplars[1], h.Native)
