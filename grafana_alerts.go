@@ -71,15 +71,10 @@ func printGrafanaAlerts(cfg *config.Config, f *flags, g *grafanaAlertsFlags, log
 		fmt.Fprintf(os.Stderr, "%s: grafana-alerts needs --grafana.datasource-uid: the uid of the Prometheus data source that scrapes the exporter (Grafana → Connections → Data sources → that data source: the last part of its URL)\n", exporterName)
 		return 2
 	}
-	sources, err := catalogSources(f, logger)
-	if err != nil {
-		level.Error(logger).Log("msg", "Cannot read the catalog", "err", err)
-		return 1
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	res, err := backstage.Load(ctx, sources...)
-	if err != nil && len(res.Components) == 0 {
+	res, err := loadCatalog(ctx, f, logger)
+	if err != nil {
 		level.Error(logger).Log("msg", "Cannot read the catalog", "err", err)
 		return 1
 	}

@@ -206,6 +206,21 @@ func catalogSources(f *flags, logger log.Logger) ([]backstage.Source, error) {
 	return sources, nil
 }
 
+// loadCatalog reads the catalog once, for the commands that print from it (backstage,
+// grafana-alerts, rebuild, report). It fails only when no component could be read: entities
+// skipped alongside are in the result's Problems, for the caller to name.
+func loadCatalog(ctx context.Context, f *flags, logger log.Logger) (backstage.Result, error) {
+	sources, err := catalogSources(f, logger)
+	if err != nil {
+		return backstage.Result{}, err
+	}
+	res, err := backstage.Load(ctx, sources...)
+	if err != nil && len(res.Components) == 0 {
+		return res, err
+	}
+	return res, nil
+}
+
 func serve(f *flags, cfg *config.Config, logger log.Logger, slogger *slog.Logger) int {
 	webConfig := ""
 	if f.toolkit.WebConfigFile != nil {
@@ -539,15 +554,10 @@ func check(f *flags, cf *checkFlags, logger log.Logger) int {
 }
 
 func printBackstage(cfg *config.Config, f *flags, badgesURL string, logger log.Logger) int {
-	sources, err := catalogSources(f, logger)
-	if err != nil {
-		level.Error(logger).Log("msg", "Cannot read the catalog", "err", err)
-		return 1
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	res, err := backstage.Load(ctx, sources...)
-	if err != nil && len(res.Components) == 0 {
+	res, err := loadCatalog(ctx, f, logger)
+	if err != nil {
 		level.Error(logger).Log("msg", "Cannot read the catalog", "err", err)
 		return 1
 	}

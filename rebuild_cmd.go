@@ -76,12 +76,8 @@ func runRebuild(cfg *config.Config, f *flags, r *rebuildFlags, stdin io.Reader, 
 	if err := rebuild.CheckToken(ctx, writer); err != nil {
 		return fail("%v", err)
 	}
-	sources, err := catalogSources(f, log.NewNopLogger())
+	res, err := loadCatalog(ctx, f, log.NewNopLogger())
 	if err != nil {
-		return fail("%v", err)
-	}
-	res, err := backstage.Load(ctx, sources...)
-	if err != nil && len(res.Components) == 0 {
 		return fail("cannot read the catalog: %v", err)
 	}
 	var comp *backstage.Component

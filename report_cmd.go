@@ -164,15 +164,10 @@ func runReport(f *flags, rf *reportFlags, logger log.Logger) int {
 		o := report.Options{Since: since, Until: until, Component: rf.component, Environment: rf.environment,
 			GroupByOwner: rf.groupBy == "owner", GeneratedAt: time.Now()}
 		if len(f.catalogFiles) > 0 || f.backstageURL != "" {
-			sources, err := catalogSources(f, logger)
-			if err != nil {
-				level.Error(logger).Log("msg", "Cannot set up the catalog", "err", err)
-				return 1
-			}
 			cctx, cancel := context.WithTimeout(ctx, time.Minute)
-			res, err := backstage.Load(cctx, sources...)
+			res, err := loadCatalog(cctx, f, logger)
 			cancel()
-			if err != nil && len(res.Components) == 0 {
+			if err != nil {
 				level.Error(logger).Log("msg", "Cannot read the catalog", "err", err)
 				return 1
 			}

@@ -1,16 +1,14 @@
 package badge
 
 import (
-	"context"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/internal/testenv"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/internal/browsertest"
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/snapshot"
 )
 
@@ -20,10 +18,6 @@ import (
 func TestBrowser(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts Chromium")
-	}
-	exec := "/usr/bin/chromium"
-	if _, err := os.Stat(exec); err != nil {
-		exec = testenv.Binary(t, "chromium", "chromium")
 	}
 	s := fixture()
 	h := NewHandler(func() *snapshot.Snapshot { return s }, Options{MaxAge: 30 * time.Second, Now: func() time.Time { return now }})
@@ -36,44 +30,15 @@ func TestBrowser(t *testing.T) {
 	})
 	srv := newServer(t, mux)
 
-	dir, err := os.MkdirTemp("", "badge-chromium-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		for range 50 {
-			if os.RemoveAll(dir) == nil {
-				return
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	})
-	var output testenv.LogBuffer
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	actx, cancelAlloc := chromedp.NewExecAllocator(ctx,
-		chromedp.ExecPath(exec), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
-		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(dir), chromedp.CombinedOutput(&output),
-	)
-	defer cancelAlloc()
-	bctx, cancelBrowser := chromedp.NewContext(actx)
-	defer cancelBrowser()
-	fail := func(what string, err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatalf("%s: %v\nchromium's output:\n%s", what, err, output.String())
-		}
-	}
+	br := browsertest.Start(t)
 
-	fail("load the readme", chromedp.Do(bctx, chromedp.Navigate(srv+"/readme"), chromedp.WaitReady(chromedp.CSS("#web"))))
-	widths, err := chromedp.Run(bctx, chromedp.Evaluate[[]int](`(async () => {
+	br.Check("load the readme", chromedp.Do(br.Ctx, chromedp.Navigate(srv+"/readme"), chromedp.WaitReady(chromedp.CSS("#web"))))
+	widths, err := chromedp.Run(br.Ctx, chromedp.Evaluate[[]int](`(async () => {
 		const imgs = Array.from(document.images);
 		await Promise.all(imgs.map(i => i.decode().catch(() => null)));
 		return imgs.map(i => i.complete ? i.naturalWidth : -1);
 	})()`, chromedp.EvalAwaitPromise))
-	fail("image widths", err)
+	br.Check("image widths", err)
 	if len(widths) != 3 {
 		t.Fatalf("widths %v", widths)
 	}
@@ -83,11 +48,11 @@ func TestBrowser(t *testing.T) {
 		}
 	}
 
-	fail("open a badge", chromedp.Do(bctx, chromedp.Navigate(srv+"/badges/api/staging.svg"), chromedp.WaitReady(chromedp.CSS("text"))))
-	scripts, err := chromedp.Run(bctx, chromedp.Evaluate[int](`document.getElementsByTagName("script").length`))
-	fail("scripts", err)
-	text, err := chromedp.Run(bctx, chromedp.Evaluate[string](`document.documentElement.textContent`))
-	fail("text", err)
+	br.Check("open a badge", chromedp.Do(br.Ctx, chromedp.Navigate(srv+"/badges/api/staging.svg"), chromedp.WaitReady(chromedp.CSS("text"))))
+	scripts, err := chromedp.Run(br.Ctx, chromedp.Evaluate[int](`document.getElementsByTagName("script").length`))
+	br.Check("scripts", err)
+	text, err := chromedp.Run(br.Ctx, chromedp.Evaluate[string](`document.documentElement.textContent`))
+	br.Check("text", err)
 	if scripts != 0 {
 		t.Errorf("the badge document has %d script elements", scripts)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/url"
 	"strconv"
 )
 
@@ -67,19 +66,16 @@ type ListAnnotationsOptions struct {
 // left unread. Redirects, next-page links and error bodies get the protections of every other
 // endpoint (the token never leaves the base URL, errors are scrubbed).
 func (c *Client) ListAnnotations(ctx context.Context, org, pipeline string, number int, opts ListAnnotationsOptions) ([]Annotation, error) {
-	if err := checkSlugs(org, pipeline); err != nil {
+	path, err := buildPath(org, pipeline, number)
+	if err != nil {
 		return nil, err
-	}
-	if number <= 0 {
-		return nil, fmt.Errorf("buildkite: build number must be positive, got %d", number)
 	}
 	var q query
 	q.addTrue("omit_body", opts.OmitBody)
 	q.add("per_page", strconv.Itoa(MaxAnnotationsPerBuild))
 	r := c.newRequest(routeAnnotations,
 		fmt.Sprintf("build %s/%s#%d (or its organization or pipeline)", org, pipeline, number),
-		"organizations/"+url.PathEscape(org)+"/pipelines/"+url.PathEscape(pipeline)+"/builds/"+strconv.Itoa(number)+"/annotations",
-		q.String())
+		path+"/annotations", q.String())
 	var out []Annotation
 	d := drops{}
 	truncated, err := paginate(ctx, c, r, 1, func(body []byte, page int) error {

@@ -100,24 +100,21 @@ func (c *Client) listBuilds(ctx context.Context, org, pipeline string, opts List
 	return err
 }
 
-// GetBuild fetches one build by its per-pipeline number.
-func (c *Client) GetBuild(ctx context.Context, org, pipeline string, number int, opts GetBuildOptions) (*Build, error) {
+// buildPath is the API path of one build, after checking what goes into it.
+func buildPath(org, pipeline string, number int) (string, error) {
 	if err := checkSlugs(org, pipeline); err != nil {
-		return nil, err
+		return "", err
 	}
 	if number <= 0 {
-		return nil, fmt.Errorf("buildkite: build number must be positive, got %d", number)
+		return "", fmt.Errorf("buildkite: build number must be positive, got %d", number)
 	}
-	r := c.newRequest(routeBuild,
-		fmt.Sprintf("build %s/%s#%d (or its organization or pipeline)", org, pipeline, number),
-		"organizations/"+url.PathEscape(org)+"/pipelines/"+url.PathEscape(pipeline)+"/builds/"+strconv.Itoa(number),
-		opts.encode())
-	resp, err := c.do(ctx, r)
-	if err != nil {
-		return nil, err
-	}
+	return "organizations/" + url.PathEscape(org) + "/pipelines/" + url.PathEscape(pipeline) + "/builds/" + strconv.Itoa(number), nil
+}
+
+// decodeBuild decodes a one-build answer of r, counting what the limits dropped.
+func (c *Client) decodeBuild(r request, body []byte) (*Build, error) {
 	var wb wireBuild
-	if err := json.Unmarshal(resp.body, &wb); err != nil {
+	if err := json.Unmarshal(body, &wb); err != nil {
 		return nil, c.decodeError(r.endpoint, err)
 	}
 	d := drops{}
@@ -126,33 +123,40 @@ func (c *Client) GetBuild(ctx context.Context, org, pipeline string, number int,
 	return &b, nil
 }
 
+// GetBuild fetches one build by its per-pipeline number.
+func (c *Client) GetBuild(ctx context.Context, org, pipeline string, number int, opts GetBuildOptions) (*Build, error) {
+	path, err := buildPath(org, pipeline, number)
+	if err != nil {
+		return nil, err
+	}
+	r := c.newRequest(routeBuild,
+		fmt.Sprintf("build %s/%s#%d (or its organization or pipeline)", org, pipeline, number),
+		path, opts.encode())
+	resp, err := c.do(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	return c.decodeBuild(r, resp.body)
+}
+
 // RebuildBuild asks Buildkite to rebuild a build (PUT …/builds/{number}/rebuild, scope
 // write_builds): a new build of the same commit, branch, message and environment, which it
 // returns. It is sent once: retried only after a 429, never after an answer or a broken
 // connection that might mean Buildkite already started the rebuild.
 func (c *Client) RebuildBuild(ctx context.Context, org, pipeline string, number int) (*Build, error) {
-	if err := checkSlugs(org, pipeline); err != nil {
+	path, err := buildPath(org, pipeline, number)
+	if err != nil {
 		return nil, err
-	}
-	if number <= 0 {
-		return nil, fmt.Errorf("buildkite: build number must be positive, got %d", number)
 	}
 	r := c.newRequest(routeRebuild,
 		fmt.Sprintf("build %s/%s#%d (or its organization or pipeline)", org, pipeline, number),
-		"organizations/"+url.PathEscape(org)+"/pipelines/"+url.PathEscape(pipeline)+"/builds/"+strconv.Itoa(number)+"/rebuild", "")
+		path+"/rebuild", "")
 	r.method = http.MethodPut
 	resp, err := c.do(ctx, r)
 	if err != nil {
 		return nil, err
 	}
-	var wb wireBuild
-	if err := json.Unmarshal(resp.body, &wb); err != nil {
-		return nil, c.decodeError(r.endpoint, err)
-	}
-	d := drops{}
-	b := wb.build(d)
-	c.recordDrops(r.endpoint, 0, d)
-	return &b, nil
+	return c.decodeBuild(r, resp.body)
 }
 
 // ListPipelines lists the pipelines of org, calling visit once per page (of at most 100

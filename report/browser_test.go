@@ -9,24 +9,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
-	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/internal/testenv"
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/internal/browsertest"
 )
-
-// chromium returns Debian's chromium, or skips the test (fails it in CI) when it is missing.
-func chromium(t *testing.T) string {
-	t.Helper()
-	if _, err := os.Stat("/usr/bin/chromium"); err == nil {
-		return "/usr/bin/chromium"
-	}
-	return testenv.Binary(t, "chromium", "chromium")
-}
 
 // TestBrowser renders the HTML report in headless Chromium and reads what it drew: both charts
 // with their bars and line, the tables with a row per component and owner, no script, the
@@ -34,7 +24,6 @@ func chromium(t *testing.T) string {
 // (REPORT_SCREENSHOT_DIR, or a new temporary directory), named in the test log, for a person
 // to look at.
 func TestBrowser(t *testing.T) {
-	exec := chromium(t)
 	rep := fixtureReport(t)
 	var page0 bytes.Buffer
 	if err := rep.WriteHTML(&page0); err != nil {
@@ -48,38 +37,16 @@ func TestBrowser(t *testing.T) {
 	}))
 	defer srv.Close()
 
-	var output testenv.LogBuffer
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	actx, cancelAlloc := chromedp.NewExecAllocator(ctx,
-		chromedp.ExecPath(exec),
-		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.WindowSize(1536, 960),
-		chromedp.UserDataDir(userDataDir(t)),
-		chromedp.CombinedOutput(&output),
-	)
-	defer cancelAlloc()
-	bctx, cancelBrowser := chromedp.NewContext(actx)
-	defer cancelBrowser()
-	fail := func(what string, err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatalf("%s: %v\nchromium's output:\n%s", what, err, output.String())
-		}
-	}
-	fail("load the report", chromedp.Do(bctx, chromedp.Navigate(srv.URL+"/report.html"), chromedp.WaitReady(chromedp.CSS("footer"))))
+	br := browsertest.Start(t, chromedp.WindowSize(1536, 960))
+	br.Check("load the report", chromedp.Do(br.Ctx, chromedp.Navigate(srv.URL+"/report.html"), chromedp.WaitReady(chromedp.CSS("footer"))))
 	eval := func(js string) int {
 		t.Helper()
-		n, err := chromedp.Run(bctx, chromedp.Evaluate[int](js))
-		fail(js, err)
+		n, err := chromedp.Run(br.Ctx, chromedp.Evaluate[int](js))
+		br.Check(js, err)
 		return n
 	}
-	text, err := chromedp.Run(bctx, chromedp.Text(chromedp.CSS("body")))
-	fail("text", err)
+	text, err := chromedp.Run(br.Ctx, chromedp.Text(chromedp.CSS("body")))
+	br.Check("text", err)
 
 	if n := eval(`document.querySelectorAll("svg.chart").length`); n != 2 {
 		t.Errorf("%d charts, want 2", n)
@@ -129,50 +96,31 @@ func TestBrowser(t *testing.T) {
 	dir := os.Getenv("REPORT_SCREENSHOT_DIR")
 	if dir == "" {
 		dir, err = os.MkdirTemp("", "report-screenshot-")
-		fail("screenshot directory", err)
+		br.Check("screenshot directory", err)
 	}
-	shot, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
-	fail("screenshot", err)
+	shot, err := chromedp.Run(br.Ctx, chromedp.FullScreenshot(100))
+	br.Check("screenshot", err)
 	screen := filepath.Join(dir, "report-screen.png")
-	fail("write screenshot", os.WriteFile(screen, shot, 0o644))
+	br.Check("write screenshot", os.WriteFile(screen, shot, 0o644))
 
 	printMedia := func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
 		_, err := cdp.Call(ctx, tg, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{Media: "print"})
 		return chromedp.Void{}, err
 	}
-	fail("print media", chromedp.Do(bctx, printMedia))
-	shot, err = chromedp.Run(bctx, chromedp.FullScreenshot(100))
-	fail("print screenshot", err)
+	br.Check("print media", chromedp.Do(br.Ctx, printMedia))
+	shot, err = chromedp.Run(br.Ctx, chromedp.FullScreenshot(100))
+	br.Check("print screenshot", err)
 	printed := filepath.Join(dir, "report-print.png")
-	fail("write print screenshot", os.WriteFile(printed, shot, 0o644))
-	pdf, err := chromedp.Run(bctx, func(ctx context.Context, tg *chromedp.Target) ([]byte, error) {
+	br.Check("write print screenshot", os.WriteFile(printed, shot, 0o644))
+	pdf, err := chromedp.Run(br.Ctx, func(ctx context.Context, tg *chromedp.Target) ([]byte, error) {
 		res, err := cdp.Call(ctx, tg, page.PrintToPDF, page.PrintToPDFParams{})
 		return res.Data, err
 	})
-	fail("print to PDF", err)
+	br.Check("print to PDF", err)
 	if !bytes.HasPrefix(pdf, []byte("%PDF-")) {
 		t.Errorf("printing made %d bytes that are not a PDF", len(pdf))
 	}
 	pdfPath := filepath.Join(dir, "report.pdf")
-	fail("write PDF", os.WriteFile(pdfPath, pdf, 0o644))
+	br.Check("write PDF", os.WriteFile(pdfPath, pdf, 0o644))
 	t.Logf("screenshots: %s (screen), %s (print media); printed: %s", screen, printed, pdfPath)
-}
-
-// userDataDir is a fresh profile directory. Chromium's child processes may still write to it
-// for a moment after the browser exits, so its removal retries rather than fail the test.
-func userDataDir(t *testing.T) string {
-	dir, err := os.MkdirTemp("", "report-chromium-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		for range 50 {
-			if err = os.RemoveAll(dir); err == nil {
-				return
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		t.Logf("removing %s: %v", dir, err)
-	})
-	return dir
 }

@@ -214,17 +214,8 @@ func OpenBolt(dir string, opts BoltOptions) (*Bolt, error) {
 		})
 		return err
 	})
-	switch {
-	case err == nil:
-	case errors.Is(err, berrors.ErrTimeout):
-		return nil, &LockedError{Path: dir, Holder: readHolder(dir)}
-	case errors.As(err, new(*CorruptError)):
-		return nil, err
-	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum),
-		errors.Is(err, berrors.ErrVersionMismatch), errors.Is(err, berrors.ErrInvalidMapping):
-		return nil, &CorruptError{Path: path, Err: err}
-	default:
-		return nil, fmt.Errorf("cannot open deployment log %s: %w%s", path, err, hint(err))
+	if err != nil {
+		return nil, openError(err, dir, path, hint(err))
 	}
 
 	b := &Bolt{logger: logger, dir: dir, path: path, db: db, holder: currentHolder(time.Now())}
@@ -896,6 +887,21 @@ func (b *Bolt) writeError(op string, err error) error {
 // isFull says whether err is a full disk, quota or size limit.
 func isFull(err error) bool {
 	return errors.Is(err, berrors.ErrMaxSizeReached) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
+
+// openError names why bbolt could not open the log at path in directory dir: another holder
+// (a lock timeout), a damaged file, or the error itself, followed by hint.
+func openError(err error, dir, path, hint string) error {
+	switch {
+	case errors.Is(err, berrors.ErrTimeout):
+		return &LockedError{Path: dir, Holder: readHolder(dir)}
+	case errors.As(err, new(*CorruptError)):
+		return err
+	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum),
+		errors.Is(err, berrors.ErrVersionMismatch), errors.Is(err, berrors.ErrInvalidMapping):
+		return &CorruptError{Path: path, Err: err}
+	}
+	return fmt.Errorf("cannot open deployment log %s: %w%s", path, err, hint)
 }
 
 func hint(err error) string {

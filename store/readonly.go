@@ -10,7 +10,6 @@ import (
 
 	"github.com/go-kit/log"
 	bolt "go.etcd.io/bbolt"
-	berrors "go.etcd.io/bbolt/errors"
 )
 
 // OpenBoltReadOnly opens the deployment log in dir for reading only, for a command that reads
@@ -50,17 +49,8 @@ func OpenBoltReadOnly(dir string, opts BoltOptions) (*Bolt, error) {
 		})
 		return err
 	})
-	switch {
-	case err == nil:
-	case errors.Is(err, berrors.ErrTimeout):
-		return nil, &LockedError{Path: dir, Holder: readHolder(dir)}
-	case errors.As(err, new(*CorruptError)):
-		return nil, err
-	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum),
-		errors.Is(err, berrors.ErrVersionMismatch), errors.Is(err, berrors.ErrInvalidMapping):
-		return nil, &CorruptError{Path: path, Err: err}
-	default:
-		return nil, fmt.Errorf("cannot open deployment log %s: %w", path, err)
+	if err != nil {
+		return nil, openError(err, dir, path, "")
 	}
 	b := &Bolt{logger: logger, dir: dir, path: path, db: db, readOnly: true}
 	err = guard(path, func() error {
