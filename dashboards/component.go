@@ -10,18 +10,11 @@ import (
 	"github.com/grafana/grafana-foundation-sdk/go/stat"
 	"github.com/grafana/grafana-foundation-sdk/go/table"
 	"github.com/grafana/grafana-foundation-sdk/go/timeseries"
+
+	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/internal/dora"
 )
 
-// DORA performance levels, from the 2023 Accelerate State of DevOps Report (dora.dev), which the
-// 2024 report kept for frequency, lead time and recovery time. Its change failure bands are used
-// because the 2024 bands are not ordered (high 20 %, medium 10 %). "On demand" deployment is taken
-// as at least one a day.
-const (
-	day   = 86400.0
-	week  = 7 * day
-	month = 30 * day
-)
-
+// DORA performance levels: the bands of internal/dora, which the report classifies with too.
 var levelColors = [4]string{"green", "blue", "orange", "red"}
 var levelNames = [4]string{"Elite", "High", "Medium", "Low"}
 
@@ -101,22 +94,22 @@ func component() *dashboard.DashboardBuilder {
 		"Finished (passed or failed) deployments per day in the time range. DORA levels: Elite on demand (at least daily here), High daily to weekly, Medium weekly to monthly, Low less than monthly.",
 		"suffix:/day",
 		`sum(increase(buildkite_deployments_total{`+sel+`,state=~"passed|failed"}[$__range])) / ($__range_s / 86400)`,
-		levels([3]float64{1, 1.0 / 7, 1.0 / 30}, true)))
+		levels(dora.FrequencyBands, true)))
 	b = b.WithPanel(doraStat("Lead time for changes (median)",
 		"Commit to passed deployment, median over the time range. DORA levels: Elite < 1 day, High < 1 week, Medium < 1 month, Low longer.",
 		"s",
 		`histogram_quantile(0.5, sum by (le) (increase(buildkite_deployment_lead_time_seconds_bucket{`+sel+`}[$__range])))`,
-		levels([3]float64{day, week, month}, false)))
+		levels(dora.LeadTimeBands, false)))
 	b = b.WithPanel(doraStat("Change failure ratio",
 		"Failed / (passed + failed) deployments in the time range. DORA levels (2023): Elite ≤ 5 %, High ≤ 10 %, Medium ≤ 15 %, Low more.",
 		"percentunit",
 		`sum(increase(buildkite_deployments_total{`+sel+`,state="failed"}[$__range])) / sum(increase(buildkite_deployments_total{`+sel+`,state=~"passed|failed"}[$__range]))`,
-		levels([3]float64{0.05, 0.10, 0.15}, false)))
+		levels(dora.FailureBands, false)))
 	b = b.WithPanel(doraStat("Failed deployment recovery time (median)",
 		"Failed deployment to the next passed one, median over the time range. DORA levels: Elite < 1 hour, High < 1 day, Medium < 1 week, Low longer.",
 		"s",
 		`histogram_quantile(0.5, sum by (le) (increase(buildkite_deployment_recovery_seconds_bucket{`+sel+`}[$__range])))`,
-		levels([3]float64{3600, day, week}, false)))
+		levels(dora.RecoveryBands, false)))
 
 	b = b.WithRow(dashboard.NewRowBuilder("Now"))
 	b = b.WithPanel(table.NewPanelBuilder().

@@ -1,5 +1,7 @@
 package report
 
+import "github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/internal/dora"
+
 // Level is a DORA performance level.
 type Level string
 
@@ -28,22 +30,20 @@ type Levels struct {
 	RecoveryTime        Level `json:"recovery_time"`
 }
 
+// Units of the bands and of the charts' axes.
 const (
-	hour  = 3600.0
-	day   = 24 * hour
-	week  = 7 * day
-	month = 30 * day
+	hour  = dora.Hour
+	day   = dora.Day
+	week  = dora.Week
+	month = dora.Month
 )
 
-// Bands, as dashboards/component.go has them (the dashboard and the report must agree): the
-// three boundaries between the four levels. "On demand" deployment is taken as at least one a
-// day; the 2023 change failure bands are kept because the 2024 ones are not ordered (high 20 %,
-// medium 10 %).
+// The bands are internal/dora's, which the Grafana component dashboard classifies with too.
 var (
-	frequencyBands = [3]float64{1, 1.0 / 7, 1.0 / 30} // per day, higher is better
-	leadTimeBands  = [3]float64{day, week, month}     // seconds, lower is better
-	failureBands   = [3]float64{0.05, 0.10, 0.15}     // ratio, lower is better
-	recoveryBands  = [3]float64{hour, day, week}      // seconds, lower is better
+	frequencyBands = dora.FrequencyBands
+	leadTimeBands  = dora.LeadTimeBands
+	failureBands   = dora.FailureBands
+	recoveryBands  = dora.RecoveryBands
 )
 
 var levelOrder = [4]Level{LevelElite, LevelHigh, LevelMedium, LevelLow}
