@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strconv"
 	"time"
 
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/buildkite"
@@ -90,15 +89,8 @@ func (f *Fake) Annotate(orgSlug, pipeline string, number int, a buildkite.Annota
 func (f *Fake) listAnnotations(r *http.Request, rt route, q url.Values, resp *response) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	pp, msg := f.lookup(rt)
-	if pp == nil {
-		resp.message(http.StatusNotFound, msg)
-		return
-	}
-	n, err := strconv.Atoi(rt.num)
-	rec, ok := pp.byNum[n]
-	if err != nil || !ok {
-		resp.message(http.StatusNotFound, msgNoBuild)
+	rec := f.lookupBuild(rt, resp)
+	if rec == nil {
 		return
 	}
 	scope := q.Get("scope")

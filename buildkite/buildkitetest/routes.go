@@ -153,18 +153,28 @@ func (f *Fake) listBuilds(r *http.Request, rt route, q url.Values, resp *respons
 	setLink(resp.header, r, p, total)
 }
 
-func (f *Fake) getBuild(rt route, q url.Values, resp *response) {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
+// lookupBuild finds the build rt names, or answers 404 as Buildkite does for a missing
+// organization, pipeline or build and returns nil. The caller holds f.mu.
+func (f *Fake) lookupBuild(rt route, resp *response) *buildRec {
 	pp, msg := f.lookup(rt)
 	if pp == nil {
 		resp.message(http.StatusNotFound, msg)
-		return
+		return nil
 	}
 	n, err := strconv.Atoi(rt.num)
 	rec, ok := pp.byNum[n]
 	if err != nil || !ok {
 		resp.message(http.StatusNotFound, msgNoBuild)
+		return nil
+	}
+	return rec
+}
+
+func (f *Fake) getBuild(rt route, q url.Values, resp *response) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	rec := f.lookupBuild(rt, resp)
+	if rec == nil {
 		return
 	}
 	o := buildOpts{
@@ -259,15 +269,8 @@ func setLink(h http.Header, r *http.Request, p page, total int) {
 func (f *Fake) rebuild(rt route, resp *response) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	pp, msg := f.lookup(rt)
-	if pp == nil {
-		resp.message(http.StatusNotFound, msg)
-		return
-	}
-	n, err := strconv.Atoi(rt.num)
-	rec, ok := pp.byNum[n]
-	if err != nil || !ok {
-		resp.message(http.StatusNotFound, msgNoBuild)
+	rec := f.lookupBuild(rt, resp)
+	if rec == nil {
 		return
 	}
 	orig := rec.view()
