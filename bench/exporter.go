@@ -86,6 +86,9 @@ type exporter struct {
 	// bodyOnly is the same /metrics with an empty exporter registry: the deployment body and
 	// nothing else, as the previous encoder's figures were measured.
 	bodyOnly http.Handler
+	// coldHandler is handler with a body cache of its own, empty: its first scrape of a format
+	// encodes the body, as the first scrape of a format nobody asked for in 15 minutes does.
+	coldHandler func() http.Handler
 	// registriesOnly is /metrics without the deployment body: the exporter's registries alone;
 	// catalogOnly, the catalog collector alone (buildkite_component_info: a series per component).
 	registriesOnly, catalogOnly http.Handler
@@ -144,6 +147,12 @@ func startExporter(o exporterOpts) (*exporter, error) {
 		Logger: o.logger, MaxRequestsInFlight: 40, Bodies: e.bodies,
 	})
 	e.handler = promhttp.InstrumentMetricHandler(exporterReg, h)
+	e.coldHandler = func() http.Handler {
+		fresh := exposition.NewBodies(exposition.BodiesOpts{ReleaseMemory: true, Body: benchBody})
+		return promhttp.InstrumentMetricHandler(exporterReg, exposition.NewHandler(c.Snapshot, prometheus.Gatherers{exporterReg, reg}, exposition.HandlerOpts{
+			Logger: o.logger, MaxRequestsInFlight: 40, Bodies: fresh,
+		}))
+	}
 	e.bodyOnly = exposition.NewHandler(c.Snapshot, prometheus.NewRegistry(), exposition.HandlerOpts{Bodies: e.bodies})
 	none := func() *snapshot.Snapshot { return nil }
 	e.registriesOnly = exposition.NewHandler(none, prometheus.Gatherers{exporterReg, reg}, exposition.HandlerOpts{})

@@ -42,6 +42,7 @@ func run(args []string) error {
 	switch args[0] {
 	case "render":
 		comps := fs.String("components", "1000,10000", "comma-separated numbers of components (× 3 environments)")
+		fs.StringVar(&coldProfile, "coldprofile", "", "write a CPU profile of 20 more cold encodes of each format to this file")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}

@@ -3,6 +3,7 @@ package exposition
 import (
 	"bytes"
 	"fmt"
+	"strings"
 	"testing"
 
 	dto "github.com/prometheus/client_model/go"
@@ -119,15 +120,50 @@ func TestBodyIgnoresEscaping(t *testing.T) {
 	}
 }
 
+// stripType runs b through a typeStripper cutting a chunk's TYPE line, in writes of every
+// size from one byte up, and returns what passed (the same for every size) or the error.
+func stripType(b []byte) ([]byte, error) {
+	var want []byte
+	for size := 1; size <= len(b)+1; size++ {
+		var out bytes.Buffer
+		s := typeStripper{w: &out}
+		s.begin(true)
+		var err error
+		for i := 0; i < len(b) && err == nil; i += size {
+			_, err = s.Write(b[i:min(len(b), i+size)])
+		}
+		if err == nil {
+			err = s.finish()
+		}
+		if err != nil {
+			return nil, err
+		}
+		if size > 1 && !bytes.Equal(out.Bytes(), want) {
+			return nil, fmt.Errorf("writes of %d bytes passed %q, of 1 byte %q", size, out.Bytes(), want)
+		}
+		want = out.Bytes()
+	}
+	return want, nil
+}
+
 func TestStripType(t *testing.T) {
-	got, err := stripType([]byte("# TYPE a gauge\na 1\n"))
-	if err != nil || string(got) != "a 1\n" {
+	got, err := stripType([]byte("# TYPE a gauge\na 1\nb 2\n"))
+	if err != nil || string(got) != "a 1\nb 2\n" {
 		t.Errorf("stripType = %q, %v", got, err)
 	}
-	for _, bad := range []string{"a 1\n", "# HELP a x\n# TYPE a gauge\na 1\n", "# TYPE a gauge\n# UNIT a seconds\na 1\n", "# TYPE a gauge"} {
+	long := "# TYPE " + strings.Repeat("a", maxTypeLine) + " gauge\na 1\n"
+	for _, bad := range []string{"a 1\n", "# HELP a x\n# TYPE a gauge\na 1\n", "# TYPE a gauge\n# UNIT a seconds\na 1\n", "# TYPE a gauge", long} {
 		if _, err := stripType([]byte(bad)); err == nil {
 			t.Errorf("stripType(%q) did not fail", bad)
 		}
+	}
+	// A chunk that is not cut passes whole, header and all.
+	var out bytes.Buffer
+	s := typeStripper{w: &out}
+	s.begin(false)
+	in := "# HELP a x\n# TYPE a gauge\na 1\n"
+	if _, err := s.Write([]byte(in)); err != nil || s.finish() != nil || out.String() != in {
+		t.Errorf("uncut chunk passed %q, %v", out.String(), err)
 	}
 }
 

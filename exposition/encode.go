@@ -62,9 +62,7 @@ func encodeWith(w io.Writer, s *snapshot.Snapshot, k kind, chunkSize int, opts B
 	if k == kindProto {
 		sk = &protoSink{w: w}
 	} else {
-		t := &textSink{w: w}
-		t.enc = expfmt.NewEncoder(&t.buf, k.bodyFormat(), opts.encoderOptions()...)
-		sk = t
+		sk = newTextSink(w, k, opts)
 	}
 	c := newChunker(chunkSize, sk)
 	c.opts = options{native: opts.NativeHistograms}
@@ -95,11 +93,18 @@ func (o BodyOptions) encoderOptions() []expfmt.EncoderOption {
 
 // textSink encodes chunks with expfmt's text or OpenMetrics encoder. Both write HELP only when
 // the family has one and TYPE always: a family's first chunk goes with its HELP, later ones
-// without, and their TYPE line is cut (stripType), so the family keeps a single header.
+// without, and their TYPE line is cut (typeStripper), so the family keeps a single header. The
+// encoder writes through the stripper straight to w: a chunk of 2,000 histograms is megabytes
+// of text, which a buffer per chunk would copy once more and grow at every encode.
 type textSink struct {
-	w   io.Writer
-	enc expfmt.Encoder // writes to buf
-	buf bytes.Buffer
+	enc   expfmt.Encoder // writes to strip
+	strip typeStripper
+}
+
+func newTextSink(w io.Writer, k kind, opts BodyOptions) *textSink {
+	t := &textSink{strip: typeStripper{w: w}}
+	t.enc = expfmt.NewEncoder(&t.strip, k.bodyFormat(), opts.encoderOptions()...)
+	return t
 }
 
 func (t *textSink) chunk(f *family, metrics []*dto.Metric, first bool) error {
@@ -107,32 +112,83 @@ func (t *textSink) chunk(f *family, metrics []*dto.Metric, first bool) error {
 	if first {
 		mf.Help = &f.help
 	}
-	t.buf.Reset()
-	if err := t.enc.Encode(mf); err != nil {
+	t.strip.begin(!first)
+	err := t.enc.Encode(mf)
+	if err == nil {
+		err = t.strip.finish()
+	}
+	if err != nil {
 		return fmt.Errorf("encoding %s: %w", f.name, err)
 	}
-	out := t.buf.Bytes()
-	if !first {
-		var err error
-		if out, err = stripType(out); err != nil {
-			return fmt.Errorf("encoding %s: %w", f.name, err)
-		}
-	}
-	_, err := t.w.Write(out)
-	return err
+	return nil
 }
 
 func (t *textSink) end(*family) error { return nil }
 
-// stripType cuts the one "# TYPE" line expfmt writes before the samples of a family without
-// HELP, and checks that it was the only header line.
-func stripType(b []byte) ([]byte, error) {
-	line, rest, ok := bytes.Cut(b, []byte{'\n'})
-	if !ok || !bytes.HasPrefix(line, []byte("# TYPE ")) || bytes.HasPrefix(rest, []byte("#")) {
-		head, _, _ := bytes.Cut(rest, []byte{'\n'})
-		return nil, fmt.Errorf("a chunk without HELP should start with one # TYPE line, got %q, %q", line, head)
+// typeStripper passes what the encoder writes on to w, except, while cutting, the one "# TYPE"
+// line expfmt writes before the samples of a family without HELP; it checks that this was the
+// only header line.
+type typeStripper struct {
+	w io.Writer
+	// cutting: the chunk's first line is not through yet; line holds what came of it (a TYPE
+	// line is a name and a type: bounded, but a longer one is an error rather than a buffer).
+	cutting bool
+	line    []byte
+	// checkNext: the TYPE line is cut; the chunk's next byte must not start another header.
+	checkNext bool
+}
+
+const maxTypeLine = 512
+
+func (s *typeStripper) begin(cut bool) {
+	s.cutting, s.checkNext, s.line = cut, false, s.line[:0]
+}
+
+func (s *typeStripper) Write(p []byte) (int, error) {
+	n := len(p)
+	if s.cutting {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			if len(s.line)+len(p) > maxTypeLine {
+				return 0, s.badHeader(p)
+			}
+			s.line = append(s.line, p...)
+			return n, nil
+		}
+		s.line = append(s.line, p[:i]...)
+		if !bytes.HasPrefix(s.line, []byte("# TYPE ")) || len(s.line) > maxTypeLine {
+			return 0, s.badHeader(p[i+1:])
+		}
+		s.cutting, s.checkNext = false, true
+		p = p[i+1:]
 	}
-	return rest, nil
+	if s.checkNext && len(p) > 0 {
+		if p[0] == '#' {
+			return 0, s.badHeader(p)
+		}
+		s.checkNext = false
+	}
+	if len(p) == 0 {
+		return n, nil
+	}
+	if _, err := s.w.Write(p); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// finish reports a chunk whose TYPE line never ended.
+func (s *typeStripper) finish() error {
+	if s.cutting {
+		return s.badHeader(nil)
+	}
+	return nil
+}
+
+func (s *typeStripper) badHeader(rest []byte) error {
+	line := s.line[:min(len(s.line), 80)]
+	head, _, _ := bytes.Cut(rest[:min(len(rest), 80)], []byte{'\n'})
+	return fmt.Errorf("a chunk without HELP should start with one # TYPE line, got %q, %q", line, head)
 }
 
 // protoSink writes one length-delimited MetricFamily message per family (as protodelim does),
