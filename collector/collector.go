@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -302,6 +303,8 @@ func (c *Collector) restore() error {
 	}); err != nil {
 		return fmt.Errorf("replaying the deployment log: %w", err)
 	}
+	// Repacked: what the replay kept is scattered among its garbage (deployment.Aggregate.Repacked).
+	agg = agg.Repacked()
 	c.mu.Lock()
 	c.agg = agg
 	if st.CommitsFirstSeen != nil {
@@ -314,6 +317,10 @@ func (c *Collector) restore() error {
 	level.Info(c.logger).Log("msg", "Replayed the deployment log", "records", n, "organizations", len(st.Watermarks))
 	c.mu.Unlock()
 	c.publishNow()
+	// The replay's garbage peaks at about three times what it keeps (a million records: 590 MiB
+	// for 150). Given back now, once, rather than by the scavenger over the next minutes, while
+	// a container's memory graph shows the peak as if it were the exporter's size.
+	debug.FreeOSMemory()
 	return nil
 }
 

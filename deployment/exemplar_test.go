@@ -340,3 +340,24 @@ func TestNativeOverflowDropsNative(t *testing.T) {
 		t.Errorf("the snapshot has a native form: %+v", s.Native)
 	}
 }
+
+// TestSnapshotReusedUntilObserved: a histogram with no observation since the last snapshot
+// gives the next snapshot the same value; an observation makes a new one and leaves the old.
+func TestSnapshotReusedUntilObserved(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	a := NewAggregate()
+	a.Apply(build(1, t0, 2*time.Minute))
+	h := a.Duration[joinKey("c", "production", "passed")]
+	s1 := h.snapshot(config.DurationBuckets)
+	if s2 := h.snapshot(config.DurationBuckets); s2 != s1 {
+		t.Error("a second snapshot without an observation between made a new copy")
+	}
+	if other := h.snapshot(slices.Clone(config.DurationBuckets)); other == s1 || !slices.Equal(other.Bounds, s1.Bounds) {
+		t.Error("a snapshot with other bounds reused the first")
+	}
+	a.Apply(build(2, t0.Add(time.Hour), 3*time.Minute))
+	s3 := h.snapshot(config.DurationBuckets)
+	if s3 == s1 || s1.Count != 1 || s3.Count != 2 {
+		t.Errorf("after an observation: same value %v, counts %d then %d", s3 == s1, s1.Count, s3.Count)
+	}
+}

@@ -79,12 +79,8 @@ func (a *Aggregate) fillLastBuilds() {
 	}
 }
 
-// lastBuilds fills d.Last from the aggregate for component c in env.
-func (a *Aggregate) lastBuilds(c, env string, d *snapshot.PipelineDeployments) {
-	lbs := a.LastBuilds[joinKey(c, env, d.Pipeline)]
-	if lbs == nil {
-		return
-	}
+// fill fills d.Last with the builds kept.
+func (lbs *lastBuilds) fill(d *snapshot.PipelineDeployments) {
 	for i, lb := range lbs {
 		if lb.Number > 0 {
 			d.Last[i] = snapshot.LastBuild{Number: lb.Number, FinishedAt: time.Unix(0, lb.FinishedAt).UTC(), Version: lb.Version}

@@ -50,18 +50,20 @@ func (a *Aggregate) Snapshot(in SnapshotInput) *snapshot.Snapshot {
 		inCatalog[comp.Label] = true
 		add(comp.Label, "", "")
 	}
+	var kb keyBuf
 	withRecords := map[string]bool{} // component\x00pipeline
 	for k := range a.Pipelines {
-		parts := strings.Split(k, "\x00")
-		if len(parts) != 3 || !inCatalog[parts[0]] {
+		c, rest, _ := strings.Cut(k, "\x00")
+		env, p, ok := strings.Cut(rest, "\x00")
+		if !ok || strings.Contains(p, "\x00") || !inCatalog[c] {
 			continue
 		}
-		add(parts[0], parts[1], parts[2])
-		withRecords[joinKey(parts[0], parts[2])] = true
+		add(c, env, p)
+		withRecords[joinKey(c, p)] = true
 	}
 	for _, comp := range in.Catalog {
 		for _, p := range comp.Pipelines {
-			if withRecords[joinKey(comp.Label, p.String())] {
+			if withRecords[string(kb.of(comp.Label, p.String()))] {
 				continue
 			}
 			env := cls.SlugEnvironment(p.Pipeline)
@@ -90,7 +92,7 @@ func (a *Aggregate) Snapshot(in SnapshotInput) *snapshot.Snapshot {
 			if !cfg.KnownEnvironment(env) {
 				unknown[env] = true
 			}
-			sc.Environments = append(sc.Environments, a.environment(cfg, comp, env, known[comp.Label][env], in.Live))
+			sc.Environments = append(sc.Environments, a.environment(&kb, cfg, comp, env, known[comp.Label][env], in.Live))
 		}
 		s.Components = append(s.Components, sc)
 	}
@@ -102,36 +104,38 @@ func (a *Aggregate) Snapshot(in SnapshotInput) *snapshot.Snapshot {
 }
 
 // environment renders one (component, environment).
-func (a *Aggregate) environment(cfg *config.Config, comp backstage.Component, env string, pipelines map[string]bool, live map[EnvKey]Live) snapshot.Environment {
+func (a *Aggregate) environment(kb *keyBuf, cfg *config.Config, comp backstage.Component, env string, pipelines map[string]bool, live map[EnvKey]Live) snapshot.Environment {
 	c := comp.Label
-	ek := envKey(c, env)
 	e := snapshot.Environment{Name: env}
-	for _, p := range sortedKeys(pipelines) {
+	ps := sortedKeys(pipelines)
+	e.Deployments = make([]snapshot.PipelineDeployments, 0, len(ps))
+	for _, p := range ps {
 		d := snapshot.PipelineDeployments{Pipeline: p}
 		for i, st := range snapshot.States {
-			d.Total[i] = a.Deployments[joinKey(c, env, p, st)]
+			d.Total[i] = a.Deployments[string(kb.of(c, env, p, st))]
 		}
-		a.lastBuilds(c, env, &d)
-		d.Created = a.PipelineCreated[joinKey(c, env, p)]
+		if lbs := a.LastBuilds[string(kb.of(c, env, p))]; lbs != nil {
+			lbs.fill(&d)
+		}
+		d.Created = a.PipelineCreated[string(kb.of(c, env, p))]
 		e.Deployments = append(e.Deployments, d)
 	}
 	for i, st := range snapshot.States {
-		sk := joinKey(c, env, st)
-		if h := a.Duration[sk]; h != nil {
+		if h := a.Duration[string(kb.of(c, env, st))]; h != nil {
 			e.Duration[i] = h.snapshot(config.DurationBuckets)
 		}
-		e.LastFinished[i] = a.LastFinished[sk]
+		e.LastFinished[i] = a.LastFinished[string(kb.of(c, env, st))]
 	}
-	if h := a.LeadTime[ek]; h != nil {
+	if h := a.LeadTime[string(kb.of(c, env))]; h != nil {
 		e.LeadTime = h.snapshot(leadTimeBuckets)
 	}
-	if h := a.Recovery[ek]; h != nil {
+	if h := a.Recovery[string(kb.of(c, env))]; h != nil {
 		e.Recovery = h.snapshot(recoveryBuckets)
 	}
-	if h := a.ApprovalWait[ek]; h != nil {
+	if h := a.ApprovalWait[string(kb.of(c, env))]; h != nil {
 		e.ApprovalWait = h.snapshot(approvalWaitBuckets)
 	}
-	if es := a.Envs[ek]; es != nil {
+	if es := a.Envs[string(kb.of(c, env))]; es != nil {
 		e.Failing = es.Failing
 		if !es.DeployedAt.IsZero() {
 			e.Deployed = &snapshot.Deployed{Version: es.DeployedVersion, Commit: es.DeployedCommit, FinishedAt: es.DeployedAt,
