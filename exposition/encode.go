@@ -64,7 +64,8 @@ func encodeWith(w io.Writer, s *snapshot.Snapshot, k kind, chunkSize int, opts B
 	} else {
 		sk = newTextSink(w, k, opts)
 	}
-	c := newChunker(chunkSize, sk)
+	c := getChunker(chunkSize, sk)
+	defer putChunker(c)
 	c.opts = options{native: opts.NativeHistograms}
 	return c.render(s)
 }
