@@ -2,7 +2,6 @@ package exposition
 
 import (
 	"math"
-	"sync"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
@@ -219,47 +218,6 @@ func newChunker(size int, sk sink) *chunker {
 		size = DefaultChunkSize
 	}
 	return &chunker{slots: make([]slot, size), metrics: make([]*dto.Metric, 0, size), sink: sk}
-}
-
-// chunkers keeps chunkers of DefaultChunkSize between encodes: their 2,000 slots and the
-// bucket, exemplar and span slices the slots grow are several megabytes of pointers, which an
-// encode would otherwise allocate and the collector then scan, once per body per poll.
-var chunkers sync.Pool
-
-// getChunker is newChunker, from the pool when size is the default.
-func getChunker(size int, sk sink) *chunker {
-	if size <= 0 || size == DefaultChunkSize {
-		if c, ok := chunkers.Get().(*chunker); ok {
-			c.sink, c.opts = sk, options{}
-			return c
-		}
-	}
-	return newChunker(size, sk)
-}
-
-// putChunker returns c to the pool, holding nothing of the snapshot it encoded: a pooled
-// chunker must not keep the last snapshot alive.
-func putChunker(c *chunker) {
-	if len(c.slots) != DefaultChunkSize {
-		return
-	}
-	for i := range c.slots {
-		c.slots[i].forget()
-	}
-	c.sink = nil
-	chunkers.Put(c)
-}
-
-// forget drops every pointer of s into a snapshot (label values, exemplar values and labels);
-// the rest points into s itself or at the families' static strings.
-func (s *slot) forget() {
-	clear(s.values[:])
-	for i := range s.exemplars {
-		s.exemplars[i].Value = nil
-	}
-	for i := range s.exPairs {
-		s.exPairs[i][0].Value, s.exPairs[i][1].Value = nil, nil
-	}
 }
 
 // render encodes every family of s through the sink.

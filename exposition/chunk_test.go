@@ -3,11 +3,8 @@ package exposition
 import (
 	"bytes"
 	"fmt"
-	"runtime"
-	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -215,59 +212,4 @@ func countSeries(t testing.TB, s *snapshot.Snapshot) int {
 		}
 	}
 	return n
-}
-
-// TestPooledChunkerKeepsNoSnapshot: a chunker back in the pool points at nothing of the
-// snapshot it encoded, which can then be collected; reusing it encodes the next snapshot alike.
-func TestPooledChunkerKeepsNoSnapshot(t *testing.T) {
-	s := fixture()
-	ex := &snapshot.Exemplar{Value: 600, Time: 1_700_000_000e9, Build: strings.Clone("acme/api-deploy-prod/builds/99"), Commit: "eeeeeeeeeeee"}
-	var lead *snapshot.Histogram
-	for i := range s.Components {
-		for j := range s.Components[i].Environments {
-			if h := s.Components[i].Environments[j].LeadTime; h != nil && lead == nil {
-				lead = h
-			}
-		}
-	}
-	if lead == nil {
-		t.Fatal("the fixture has no lead time histogram")
-	}
-	lead.Exemplars = slices.Clone(lead.Exemplars)
-	lead.Exemplars[0] = ex
-	collected := make(chan struct{})
-	runtime.AddCleanup(ex, func(struct{}) { close(collected) }, struct{}{})
-	want := encoded(t, fixture(), kindOpenMetrics, DefaultChunkSize)
-	var buf bytes.Buffer
-	if err := encode(&buf, s, kindOpenMetrics, DefaultChunkSize); err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(buf.String(), `build="acme/api-deploy-prod/builds/99"`) {
-		t.Fatal("the exemplar was not encoded")
-	}
-	// Hold the pooled chunker, as the next encode would, while the snapshot goes.
-	held, ok := chunkers.Get().(*chunker)
-	if !ok {
-		t.Fatal("the encode did not return its chunker to the pool")
-	}
-	s, ex, lead = nil, nil, nil
-	for range 5 {
-		runtime.GC()
-		select {
-		case <-collected:
-		case <-time.After(100 * time.Millisecond):
-			continue
-		}
-		break
-	}
-	select {
-	case <-collected:
-	default:
-		t.Error("the snapshot's exemplar is still reachable from the pooled chunker")
-	}
-	chunkers.Put(held)
-	if got := encoded(t, fixture(), kindOpenMetrics, DefaultChunkSize); !bytes.Equal(got, want) {
-		t.Error("a reused chunker encodes the fixture differently")
-	}
-	runtime.KeepAlive(held)
 }

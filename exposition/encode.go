@@ -64,8 +64,7 @@ func encodeWith(w io.Writer, s *snapshot.Snapshot, k kind, chunkSize int, opts B
 	} else {
 		sk = newTextSink(w, k, opts)
 	}
-	c := getChunker(chunkSize, sk)
-	defer putChunker(c)
+	c := newChunker(chunkSize, sk)
 	c.opts = options{native: opts.NativeHistograms}
 	return c.render(s)
 }
