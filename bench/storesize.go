@@ -39,6 +39,7 @@ type yearResult struct {
 	deployments, appends, compactions   int
 	records, keys, commits              int
 	file, hwm, free, compacted, base    int64 // bytes: the file, bbolt's high-water mark, its free pages, a bbolt-compacted copy, the compacted base
+	baseChunks                          int   // the chunks the base is stored in (store format 3)
 	appendCPU, compactCPU, compactedCPU time.Duration
 	// fileAt is the file's size after each day's compaction.
 	fileAt []int64
@@ -184,7 +185,14 @@ func (y yearSim) run(dir string) (yearResult, error) {
 			}
 			*n = b.Stats().KeyN
 		}
-		res.base = int64(len(tx.Bucket([]byte("meta")).Get([]byte("base"))))
+		// The base: chunks of the bucket base since store format 3, one value meta/base before.
+		if bk := tx.Bucket([]byte("base")); bk != nil {
+			if err := bk.ForEach(func(_, v []byte) error { res.base += int64(len(v)); res.baseChunks++; return nil }); err != nil {
+				return err
+			}
+		} else {
+			res.base = int64(len(tx.Bucket([]byte("meta")).Get([]byte("base"))))
+		}
 		return nil
 	})
 	if err != nil {
@@ -271,7 +279,7 @@ func storeSizeFigures(figs *figures, dir string, scale float64, days int, batch 
 		}
 		figs.info(sec, "file", mb(res.file), "MB", "deployments.db on disk after the last compaction: bbolt grows it ahead of its data and never shrinks it"+growth)
 		figs.info(sec, "bbolt high-water mark (used)", mb(res.hwm), "MB", fmt.Sprintf("pages ever allocated; %.1f MB of them free (reused by later appends)", mb(res.free)))
-		figs.info(sec, "data (used less free pages)", mb(res.hwm-res.free), "MB", fmt.Sprintf("of which the compacted base (the deployment.Aggregate JSON, rewritten whole at each compaction that folds records) %.2f MB", mb(res.base)))
+		figs.info(sec, "data (used less free pages)", mb(res.hwm-res.free), "MB", fmt.Sprintf("of which the compacted base (the deployment.Aggregate JSON, rewritten at each compaction that folds records) %.2f MB in %d page-sized chunks", mb(res.base), res.baseChunks))
 		figs.info(sec, "file after bbolt compact", mb(res.compacted), "MB", fmt.Sprintf("a copy by bolt.Compact, as `bbolt compact -o new.db deployments.db` makes (store/README.md), which the store opens and replays whole; %v CPU", res.compactedCPU.Round(time.Millisecond)))
 		if res.records > 0 {
 			figs.info(sec, "per 1,000 deployments kept", float64(res.hwm-res.free)/float64(res.records), "kB",

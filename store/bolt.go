@@ -29,8 +29,10 @@ const DBFileName = "deployments.db"
 // store with a newer format instead of misreading it, and migrates an older one when it opens
 // it. Format 2 keys failed outcomes by attempt (AttemptKey), checksums every record (record
 // encoding 2), keeps each key's finish time for pruning and counts what was appended and
-// compacted; format 1 keyed every outcome by finish time and had none of the rest.
-const storeFormat = 2
+// compacted; format 1 keyed every outcome by finish time and had none of the rest. Format 3
+// keeps the compacted base in page-sized chunks (bucket base) instead of one value (meta base),
+// with its length and checksum; an older binary, which would read "no base", refuses it.
+const storeFormat = 3
 
 var (
 	bucketMeta       = []byte("meta")       // see the key* names below
@@ -38,11 +40,15 @@ var (
 	bucketKeys       = []byte("keys")       // Record.Key → keyValue(sequence, finish time)
 	bucketWatermarks = []byte("watermarks") // organization → JSON Watermark
 	bucketCommits    = []byte("commits")    // CommitKey → time.Time.MarshalBinary
+	bucketBase       = []byte("base")       // 8-byte big-endian chunk index → a chunk of the compacted base (format 3)
 
-	allBuckets = [][]byte{bucketMeta, bucketRecords, bucketKeys, bucketWatermarks, bucketCommits}
+	// format2Buckets are the buckets of formats 1 and 2; allBuckets those of storeFormat.
+	format2Buckets = [][]byte{bucketMeta, bucketRecords, bucketKeys, bucketWatermarks, bucketCommits}
+	allBuckets     = [][]byte{bucketMeta, bucketRecords, bucketKeys, bucketWatermarks, bucketCommits, bucketBase}
 
 	keyFormat     = []byte("format")        // one byte, storeFormat
-	keyBase       = []byte("base")          // the compacted summary; absent when none
+	keyBase       = []byte("base")          // formats 1 and 2: the compacted summary, one value; absent when none
+	keyBaseSum    = []byte("base_sum")      // format 3: the base's length and CRC-32C (baseSum); absent when there is no base
 	keyAppended   = []byte("appended")      // 8-byte big-endian count of records ever stored
 	keyCompacted  = []byte("compacted")     // 8-byte big-endian count of records ever compacted
 	keyWatermarks = []byte("watermarks")    // present once a watermark was stored
@@ -381,21 +387,29 @@ func (b *Bolt) init(opts BoltOptions) error {
 				return nil
 			}
 			f := m.Get(keyFormat)
-			if len(f) != 1 || f[0] > storeFormat || f[0] == 0 {
-				return fmt.Errorf("unknown store format %v (this binary reads format %d; was it written by a newer version?)", f, storeFormat)
+			if err := knownFormat(f, storeFormat); err != nil {
+				return err
 			}
 			format = f[0]
-			// Every version creates all buckets with the format marker, in one transaction.
-			for _, name := range allBuckets {
+			// Every version creates all buckets with the format marker, in one transaction;
+			// the migration to format 3 adds the base bucket.
+			buckets := allBuckets
+			if format < 3 {
+				buckets = format2Buckets
+			}
+			for _, name := range buckets {
 				if tx.Bucket(name) == nil {
 					return fmt.Errorf("its %s bucket is missing", name)
 				}
 			}
-			if format < storeFormat || m.Get(keyMigration) != nil {
+			if format < 2 || m.Get(keyMigration) != nil {
 				migrate = true // below; the migration counts what is there
 				return nil
 			}
 			if m.Get(keyAppended) == nil {
+				if format != 2 {
+					return errors.New("its counters are missing")
+				}
 				// A pre-release of format 2 had no counters, but neither checksums nor key
 				// finish times: a log with those has lost its counters.
 				_, v := tx.Bucket(bucketRecords).Cursor().First()
@@ -406,7 +420,7 @@ func (b *Bolt) init(opts BoltOptions) error {
 				migrate = true
 				return nil
 			}
-			return checkExpected(tx)
+			return checkExpected(tx, format)
 		}); err != nil {
 			if !errors.As(err, new(*CorruptError)) {
 				err = &CorruptError{Path: b.path, Err: err}
@@ -424,17 +438,33 @@ func (b *Bolt) init(opts BoltOptions) error {
 		}
 		return b.writeError("initialise", err)
 	}
-	if !migrate {
-		return nil
+	if migrate {
+		// A format-2 log without counters was written by a pre-release of format 2, without
+		// checksums, key finish times and counters: the migration's rewrite completes it.
+		if err := guard(b.path, func() error { return b.migrate(format, opts) }); err != nil {
+			return err
+		}
 	}
-	// A format-2 log without counters was written by a pre-release of format 2, without
-	// checksums, key finish times and counters: the migration's rewrite completes it.
-	return guard(b.path, func() error { return b.migrate(format, opts) })
+	if format < 3 && !empty {
+		return guard(b.path, b.migrateBase)
+	}
+	return nil
 }
 
-// checkExpected refuses a log that its own meta data says is not empty but is: the records
-// or watermarks it counted are gone (a damaged page can hide a bucket's content from bbolt).
-func checkExpected(tx *bolt.Tx) error {
+// knownFormat refuses a format marker f that a binary reading format reads cannot read: a
+// newer format, or not a format at all. Every version since format 1 has made this check, so
+// a binary of format 2 refuses a file of format 3 rather than reading it without its base.
+func knownFormat(f []byte, reads byte) error {
+	if len(f) != 1 || f[0] > reads || f[0] == 0 {
+		return fmt.Errorf("unknown store format %v (this binary reads format %d; was it written by a newer version?)", f, reads)
+	}
+	return nil
+}
+
+// checkExpected refuses a log of the given format (2 or 3; not under migration) that its own
+// meta data says is not empty but is: the records or watermarks it counted are gone (a damaged
+// page can hide a bucket's content from bbolt). In format 3 it checks the base's chunks too.
+func checkExpected(tx *bolt.Tx, format byte) error {
 	m := tx.Bucket(bucketMeta)
 	appended, ok1 := getUint(m, keyAppended)
 	compacted, ok2 := getUint(m, keyCompacted)
@@ -452,6 +482,11 @@ func checkExpected(tx *bolt.Tx) error {
 	}
 	if k, _ := tx.Bucket(bucketWatermarks).Cursor().First(); k == nil && m.Get(keyWatermarks) != nil {
 		return errors.New("it holds no watermarks, but watermarks were stored")
+	}
+	if format >= 3 {
+		if _, err := readBase(tx, false); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -607,9 +642,11 @@ func (b *Bolt) Load() (State, error) {
 	st := State{Watermarks: map[string]Watermark{}, CommitsFirstSeen: map[string]time.Time{}}
 	err := b.view(func(tx *bolt.Tx) error {
 		m := tx.Bucket(bucketMeta)
-		if v := m.Get(keyBase); v != nil {
-			st.Base = bytes.Clone(v)
+		base, err := readBase(tx, true)
+		if err != nil {
+			return &CorruptError{Path: b.path, Err: err}
 		}
+		st.Base = base
 		st.Compacted, _ = getUint(m, keyCompacted) // checked at open
 		st.PrunedBefore, _ = prunedBefore(m)
 		if err := tx.Bucket(bucketWatermarks).ForEach(func(k, v []byte) error {
@@ -725,16 +762,16 @@ func (b *Bolt) Compact(cutoff time.Time, fold func(base []byte, old []Record) ([
 			return err
 		}
 		if len(old) > 0 {
-			base, err := fold(bytes.Clone(meta.Get(keyBase)), old)
+			prev, err := readBase(tx, true) // a fresh copy: fold may change it
+			if err != nil {
+				return &CorruptError{Path: b.path, Err: err}
+			}
+			base, err := fold(prev, old)
 			if err != nil {
 				return &foldError{err}
 			}
-			if base == nil {
-				err = meta.Delete(keyBase)
-			} else {
-				err = meta.Put(keyBase, base)
-			}
-			if err != nil {
+			// bbolt keeps the values put until the commit: a copy fold cannot change meanwhile.
+			if _, err := writeBase(tx, bytes.Clone(base)); err != nil {
 				return err
 			}
 			for _, k := range seqs {

@@ -876,6 +876,8 @@ func TestBackup(t *testing.T) {
 	}
 	batch.Watermarks = map[string]Watermark{"acme": {FinishedFrom: t0, BackfillDone: true}}
 	mustAppend(t, src, batch)
+	// A base of several chunks: the copy holds them too.
+	compactTo(t, src, -120, testBase(20_000, 9))
 
 	dir := t.TempDir()
 	f, err := os.Create(filepath.Join(dir, DBFileName))

@@ -29,7 +29,7 @@ func newFormat1Log(tb testing.TB, dir string) *format1Log {
 		tb.Fatal(err)
 	}
 	if err := db.Update(func(tx *bolt.Tx) error {
-		for _, name := range allBuckets {
+		for _, name := range format2Buckets {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}

@@ -148,7 +148,7 @@ func openLogged(t *testing.T, dir string, opts BoltOptions) (*Bolt, *bytes.Buffe
 // with its outcome's finish time (a stored record's, or the one in a compacted record's key).
 func migratedFixture(t *testing.T, before rawLog) rawLog {
 	t.Helper()
-	want := rawLog{format: 2, records: map[uint64]Record{}, seqs: before.seqs, keys: map[string]uint64{},
+	want := rawLog{format: storeFormat, records: map[uint64]Record{}, seqs: before.seqs, keys: map[string]uint64{},
 		encodings: map[byte]int{recordEncodingV2: len(before.records)}, finish: map[string]int64{}}
 	for k, seq := range before.keys {
 		want.keys[k] = seq
@@ -204,6 +204,7 @@ func TestMigrateFormat1Fixture(t *testing.T) {
 	}
 	defer b.Close()
 	for _, want := range []string{"level=info", "Migrated deployment log to store format 2", "records are checksummed",
+		"Migrated deployment log to store format 3", "base_bytes=33 chunks=1",
 		"records=13 failed=7 rekeyed=7 kept_key_taken=0 kept_not_format1=0 keys=16 keys_without_time=0"} {
 		if !strings.Contains(logged.String(), want) {
 			t.Errorf("log %q does not contain %q", logged, want)
@@ -246,8 +247,8 @@ func TestMigrateFormat1Fixture(t *testing.T) {
 	}
 
 	after := readRaw(t, dir)
-	if after.format != 2 {
-		t.Errorf("format after the migration = %d, want 2", after.format)
+	if after.format != storeFormat {
+		t.Errorf("format after the migration = %d, want %d", after.format, storeFormat)
 	}
 	if after.encodings[recordEncodingV2] != len(after.records) {
 		t.Errorf("record encodings after the migration %v, want all %d in encoding 2", after.encodings, len(after.records))

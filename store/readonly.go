@@ -63,9 +63,10 @@ func OpenBoltReadOnly(dir string, opts BoltOptions) (*Bolt, error) {
 				return &CorruptError{Path: path, Err: errors.New("not a deployment log: it has no format marker")}
 			}
 			f := m.Get(keyFormat)
+			if err := knownFormat(f, storeFormat); err != nil {
+				return &CorruptError{Path: path, Err: err}
+			}
 			switch {
-			case len(f) != 1 || f[0] > storeFormat || f[0] == 0:
-				return &CorruptError{Path: path, Err: fmt.Errorf("unknown store format %v (this binary reads format %d; was it written by a newer version?)", f, storeFormat)}
 			case f[0] < storeFormat || m.Get(keyMigration) != nil || m.Get(keyAppended) == nil:
 				return fmt.Errorf("deployment log %s is in an older format or half migrated: start this version's exporter on it once (serve migrates it), then read it", path)
 			}
@@ -74,7 +75,7 @@ func OpenBoltReadOnly(dir string, opts BoltOptions) (*Bolt, error) {
 					return &CorruptError{Path: path, Err: fmt.Errorf("its %s bucket is missing", name)}
 				}
 			}
-			if err := checkExpected(tx); err != nil {
+			if err := checkExpected(tx, storeFormat); err != nil {
 				return &CorruptError{Path: path, Err: err}
 			}
 			return nil
