@@ -1,11 +1,9 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"slices"
-	"time"
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/go-kit/log"
@@ -71,15 +69,9 @@ func printGrafanaAlerts(cfg *config.Config, f *flags, g *grafanaAlertsFlags, log
 		fmt.Fprintf(os.Stderr, "%s: grafana-alerts needs --grafana.datasource-uid: the uid of the Prometheus data source that scrapes the exporter (Grafana → Connections → Data sources → that data source: the last part of its URL)\n", exporterName)
 		return 2
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	res, err := loadCatalog(ctx, f, logger)
-	if err != nil {
-		level.Error(logger).Log("msg", "Cannot read the catalog", "err", err)
+	res, ok := catalogToPrint(f, logger)
+	if !ok {
 		return 1
-	}
-	for _, p := range res.Problems {
-		fmt.Fprintf(os.Stderr, "skipped: %s\n", p)
 	}
 	comps, unmatched := selectGrafanaComponents(res.Components, g)
 	for _, u := range unmatched {

@@ -553,18 +553,28 @@ func check(f *flags, cf *checkFlags, logger log.Logger) int {
 	return report.ExitCode()
 }
 
-func printBackstage(cfg *config.Config, f *flags, badgesURL string, logger log.Logger) int {
+// catalogToPrint reads the catalog for a command that prints from it (backstage,
+// grafana-alerts) and names every entity left out on stderr, so that stdout holds only the
+// valid ones and nobody mistakes it for the whole catalog. ok is false when nothing could be
+// read (logged).
+func catalogToPrint(f *flags, logger log.Logger) (res backstage.Result, ok bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	res, err := loadCatalog(ctx, f, logger)
 	if err != nil {
 		level.Error(logger).Log("msg", "Cannot read the catalog", "err", err)
-		return 1
+		return res, false
 	}
-	// Every entity left out is named on stderr, so that stdout holds only the valid ones and
-	// nobody mistakes it for the whole catalog.
 	for _, p := range res.Problems {
 		fmt.Fprintf(os.Stderr, "skipped: %s\n", p)
+	}
+	return res, true
+}
+
+func printBackstage(cfg *config.Config, f *flags, badgesURL string, logger log.Logger) int {
+	res, ok := catalogToPrint(f, logger)
+	if !ok {
+		return 1
 	}
 	if strings.TrimSuffix(f.grafanaURL, "/") == checklist.PlaceholderGrafanaURL {
 		fmt.Fprintf(os.Stderr, "warning: --grafana.url is the placeholder %s: the links below point nowhere; set --grafana.url to your Grafana's root URL\n", checklist.PlaceholderGrafanaURL)

@@ -117,12 +117,17 @@ type exporterOpts struct {
 // _created lines of --metrics.created-timestamps are not (off by default).
 var benchBody = exposition.BodyOptions{NativeHistograms: true}
 
+// newBodies is a body cache as main.go makes it.
+func newBodies() *exposition.Bodies {
+	return exposition.NewBodies(exposition.BodiesOpts{ReleaseMemory: true, Body: benchBody})
+}
+
 // startExporter runs a collector over opts.log with quietClient.
 func startExporter(o exporterOpts) (*exporter, error) {
 	if o.logger == nil {
 		o.logger = log.NewNopLogger()
 	}
-	e := &exporter{bodies: exposition.NewBodies(exposition.BodiesOpts{ReleaseMemory: true, Body: benchBody})} // as main.go
+	e := &exporter{bodies: newBodies()} // as main.go
 	e.gate = newPublishGate(e.bodies.Warm, o.hold)
 	c, err := collector.New(collector.Options{
 		Client:       quietClient{},
@@ -143,15 +148,14 @@ func startExporter(o exporterOpts) (*exporter, error) {
 	exporterReg.MustRegister(versioncollector.NewCollector("buildkite_exporter"))
 	exporterReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(collector.NewCatalogCollector(func() *backstage.Snapshot { return catalog }), c.HealthCollector())
-	h := exposition.NewHandler(c.Snapshot, prometheus.Gatherers{exporterReg, reg}, exposition.HandlerOpts{
-		Logger: o.logger, MaxRequestsInFlight: 40, Bodies: e.bodies,
-	})
-	e.handler = promhttp.InstrumentMetricHandler(exporterReg, h)
-	e.coldHandler = func() http.Handler {
-		fresh := exposition.NewBodies(exposition.BodiesOpts{ReleaseMemory: true, Body: benchBody})
+	metrics := func(bodies *exposition.Bodies) http.Handler {
 		return promhttp.InstrumentMetricHandler(exporterReg, exposition.NewHandler(c.Snapshot, prometheus.Gatherers{exporterReg, reg}, exposition.HandlerOpts{
-			Logger: o.logger, MaxRequestsInFlight: 40, Bodies: fresh,
+			Logger: o.logger, MaxRequestsInFlight: 40, Bodies: bodies,
 		}))
+	}
+	e.handler = metrics(e.bodies)
+	e.coldHandler = func() http.Handler {
+		return metrics(newBodies())
 	}
 	e.bodyOnly = exposition.NewHandler(c.Snapshot, prometheus.NewRegistry(), exposition.HandlerOpts{Bodies: e.bodies})
 	none := func() *snapshot.Snapshot { return nil }

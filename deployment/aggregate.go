@@ -207,13 +207,7 @@ func (h *histogram) snapshot(bounds []float64) *snapshot.Histogram {
 // Aggregate serialises as plain JSON maps.
 func envKey(component, env string) string { return component + "\x00" + env }
 
-func joinKey(parts ...string) string {
-	s := parts[0]
-	for _, p := range parts[1:] {
-		s += "\x00" + p
-	}
-	return s
-}
+func joinKey(parts ...string) string { return strings.Join(parts, "\x00") }
 
 // keyBuf builds series keys in one reused buffer for lookups, which do not allocate when the
 // map is indexed with string(k.of(…)) directly: a snapshot looks up ten keys per (component,

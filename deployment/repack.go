@@ -4,7 +4,6 @@ import (
 	"maps"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/buildkite-deployments-exporter/buildkite_deployments_exporter/snapshot"
 )
@@ -23,62 +22,43 @@ import (
 // (component, environment) key by Envs and the other histograms; a string that pointed into a
 // record's one allocation (its commit and web URL) no longer keeps that record's bytes alive.
 func (a *Aggregate) Repacked() *Aggregate {
-	p := repacker{strs: make(map[string]string, len(a.Pipelines)*4)}
+	p := &repacker{strs: make(map[string]string, len(a.Pipelines)*4)}
 	b := &Aggregate{
 		Version:          a.Version,
-		Bounds:           make(map[string][]float64, len(a.Bounds)),
-		Deployments:      make(map[string]uint64, len(a.Deployments)),
-		Pipelines:        make(map[string]bool, len(a.Pipelines)),
-		LastFinished:     make(map[string]time.Time, len(a.LastFinished)),
-		Envs:             make(map[string]*envState, len(a.Envs)),
-		LastBuilds:       make(map[string]*lastBuilds, len(a.LastBuilds)),
-		PipelineCreated:  make(map[string]time.Time, len(a.PipelineCreated)),
+		Bounds:           repackMap(p, a.Bounds, func(v []float64) ([]float64, bool) { return slices.Clip(slices.Clone(v)), true }),
+		Deployments:      repackMap(p, a.Deployments, nil),
+		Pipelines:        repackMap(p, a.Pipelines, nil),
+		LastFinished:     repackMap(p, a.LastFinished, nil),
+		PipelineCreated:  repackMap(p, a.PipelineCreated, nil),
+		LastBuilds:       repackMap(p, a.LastBuilds, p.lastBuilds),
+		Envs:             repackMap(p, a.Envs, p.envState),
+		Duration:         repackMap(p, a.Duration, p.histogram),
+		LeadTime:         repackMap(p, a.LeadTime, p.histogram),
+		Recovery:         repackMap(p, a.Recovery, p.histogram),
+		ApprovalWait:     repackMap(p, a.ApprovalWait, p.histogram),
 		ExemplarsDropped: maps.Clone(a.ExemplarsDropped),
 	}
 	if b.ExemplarsDropped == nil {
 		b.ExemplarsDropped = map[string]uint64{}
 	}
-	for k, v := range a.Bounds {
-		b.Bounds[p.str(k)] = slices.Clip(slices.Clone(v))
-	}
-	for k, v := range a.Pipelines {
-		b.Pipelines[p.str(k)] = v
-	}
-	for k, v := range a.PipelineCreated {
-		b.PipelineCreated[p.str(k)] = v
-	}
-	for k, v := range a.LastBuilds {
-		if v == nil {
-			continue
-		}
-		c := *v
-		for i := range c {
-			c[i].Version = p.str(c[i].Version)
-		}
-		b.LastBuilds[p.str(k)] = &c
-	}
-	for k, v := range a.Deployments {
-		b.Deployments[p.str(k)] = v
-	}
-	for k, v := range a.LastFinished {
-		b.LastFinished[p.str(k)] = v
-	}
-	for k, v := range a.Envs {
-		if v == nil {
-			continue
-		}
-		c := *v
-		for _, s := range []*string{&c.DeployedVersion, &c.DeployedCommit, &c.DeployedPipeline, &c.DeployedWebURL, &c.DeployedBy, &c.DeployedNotes} {
-			*s = p.str(*s)
-		}
-		b.Envs[p.str(k)] = &c
-	}
-	b.Duration = p.histograms(a.Duration)
-	b.LeadTime = p.histograms(a.LeadTime)
-	b.Recovery = p.histograms(a.Recovery)
-	b.ApprovalWait = p.histograms(a.ApprovalWait)
 	// withRecords is derived; HasDeployments rebuilds it from Pipelines when asked.
 	return b
+}
+
+// repackMap copies m with its keys through p and its values through value (nil: as they are);
+// an entry whose value reports false (a nil pointer) is left out.
+func repackMap[V any](p *repacker, m map[string]V, value func(V) (V, bool)) map[string]V {
+	out := make(map[string]V, len(m))
+	for k, v := range m {
+		if value != nil {
+			var ok bool
+			if v, ok = value(v); !ok {
+				continue
+			}
+		}
+		out[p.str(k)] = v
+	}
+	return out
 }
 
 // repacker copies strings, each distinct one once.
@@ -98,25 +78,43 @@ func (p *repacker) str(s string) string {
 	return c
 }
 
-func (p *repacker) histograms(m map[string]*histogram) map[string]*histogram {
-	out := make(map[string]*histogram, len(m))
-	for k, h := range m {
-		if h == nil {
-			continue
-		}
-		c := &histogram{Counts: slices.Clip(slices.Clone(h.Counts)), Sum: h.Sum, Count: h.Count, Created: h.Created, Legacy: h.Legacy}
-		if h.Exemplars != nil {
-			c.Exemplars = make([]*snapshot.Exemplar, len(h.Exemplars))
-			for i, e := range h.Exemplars {
-				if e != nil {
-					c.Exemplars[i] = &snapshot.Exemplar{Value: e.Value, Time: e.Time, Build: p.str(e.Build), Commit: p.str(e.Commit)}
-				}
+func (p *repacker) lastBuilds(v *lastBuilds) (*lastBuilds, bool) {
+	if v == nil {
+		return nil, false
+	}
+	c := *v
+	for i := range c {
+		c[i].Version = p.str(c[i].Version)
+	}
+	return &c, true
+}
+
+func (p *repacker) envState(v *envState) (*envState, bool) {
+	if v == nil {
+		return nil, false
+	}
+	c := *v
+	for _, s := range []*string{&c.DeployedVersion, &c.DeployedCommit, &c.DeployedPipeline, &c.DeployedWebURL, &c.DeployedBy, &c.DeployedNotes} {
+		*s = p.str(*s)
+	}
+	return &c, true
+}
+
+func (p *repacker) histogram(h *histogram) (*histogram, bool) {
+	if h == nil {
+		return nil, false
+	}
+	c := &histogram{Counts: slices.Clip(slices.Clone(h.Counts)), Sum: h.Sum, Count: h.Count, Created: h.Created, Legacy: h.Legacy}
+	if h.Exemplars != nil {
+		c.Exemplars = make([]*snapshot.Exemplar, len(h.Exemplars))
+		for i, e := range h.Exemplars {
+			if e != nil {
+				c.Exemplars[i] = &snapshot.Exemplar{Value: e.Value, Time: e.Time, Build: p.str(e.Build), Commit: p.str(e.Commit)}
 			}
 		}
-		if h.Native != nil {
-			c.Native = &snapshot.Native{ZeroCount: h.Native.ZeroCount, Buckets: slices.Clip(slices.Clone(h.Native.Buckets))}
-		}
-		out[p.str(k)] = c
 	}
-	return out
+	if h.Native != nil {
+		c.Native = &snapshot.Native{ZeroCount: h.Native.ZeroCount, Buckets: slices.Clip(slices.Clone(h.Native.Buckets))}
+	}
+	return c, true
 }

@@ -50,8 +50,6 @@ func (a *Aggregate) Snapshot(in SnapshotInput) *snapshot.Snapshot {
 		inCatalog[comp.Label] = true
 		add(comp.Label, "", "")
 	}
-	var kb keyBuf
-	withRecords := map[string]bool{} // component\x00pipeline
 	for k := range a.Pipelines {
 		c, rest, _ := strings.Cut(k, "\x00")
 		env, p, ok := strings.Cut(rest, "\x00")
@@ -59,11 +57,10 @@ func (a *Aggregate) Snapshot(in SnapshotInput) *snapshot.Snapshot {
 			continue
 		}
 		add(c, env, p)
-		withRecords[joinKey(c, p)] = true
 	}
 	for _, comp := range in.Catalog {
 		for _, p := range comp.Pipelines {
-			if withRecords[string(kb.of(comp.Label, p.String()))] {
+			if a.HasDeployments(comp.Label, p.String()) {
 				continue
 			}
 			env := cls.SlugEnvironment(p.Pipeline)
@@ -75,6 +72,7 @@ func (a *Aggregate) Snapshot(in SnapshotInput) *snapshot.Snapshot {
 	}
 
 	s := &snapshot.Snapshot{Taken: in.Taken, Polled: in.Polled}
+	var kb keyBuf
 	unknown := map[string]bool{}
 	comps := slices.Clone(in.Catalog)
 	slices.SortFunc(comps, func(x, y backstage.Component) int { return strings.Compare(x.Label, y.Label) })

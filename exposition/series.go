@@ -102,17 +102,25 @@ func eachLastFinished(s *snapshot.Snapshot, sr *series, emit func()) {
 	})
 }
 
-func eachDeployments(s *snapshot.Snapshot, sr *series, emit func()) {
+// forPipelineState calls fn for every (component, environment, pipeline, state) of s, states
+// in label order, with sr's labels set to them.
+func forPipelineState(s *snapshot.Snapshot, sr *series, fn func(d *snapshot.PipelineDeployments, st int)) {
 	forEnv(s, func(comp, env string, e *snapshot.Environment) {
 		for k := range e.Deployments {
 			d := &e.Deployments[k]
 			p := valid(d.Pipeline)
 			for _, st := range stateOrder {
 				sr.values = [maxLabels]string{comp, env, p, snapshot.States[st]}
-				sr.value, sr.created = float64(d.Total[st]), d.Created
-				emit()
+				fn(d, st)
 			}
 		}
+	})
+}
+
+func eachDeployments(s *snapshot.Snapshot, sr *series, emit func()) {
+	forPipelineState(s, sr, func(d *snapshot.PipelineDeployments, st int) {
+		sr.value, sr.created = float64(d.Total[st]), d.Created
+		emit()
 	})
 }
 

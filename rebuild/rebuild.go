@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -120,7 +121,7 @@ func Find(ctx context.Context, c *buildkite.Client, cfg *config.Config, comp bac
 	a := deployment.NewAggregate()
 	live := map[deployment.EnvKey]deployment.Live{}
 	var records []store.Record
-	for _, org := range sortedKeys(byOrg) {
+	for _, org := range slices.Sorted(maps.Keys(byOrg)) {
 		res := cls.Classify(*byOrg[org])
 		records = append(records, res.Records...)
 		for k, l := range res.Live {
@@ -175,15 +176,6 @@ func latest(e *snapshot.Environment, state string) (string, *snapshot.LastBuild)
 		}
 	}
 	return pipe, best
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 // MissingScopeError is the refusal of a token without write_builds.

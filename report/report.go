@@ -221,19 +221,26 @@ type Bucket struct {
 
 // samples are the values one period observed, and its counts.
 type samples struct {
-	passed, failed, canceled                int
+	stateCounts
 	leadTime, recovery, approvalWait, durat []float64
 }
 
-func (s *samples) add(r store.Record, o deployment.Observation) {
-	switch r.State {
+// stateCounts counts deployments by state.
+type stateCounts struct{ passed, failed, canceled int }
+
+func (c *stateCounts) count(state string) {
+	switch state {
 	case "passed":
-		s.passed++
+		c.passed++
 	case "failed":
-		s.failed++
+		c.failed++
 	case "canceled":
-		s.canceled++
+		c.canceled++
 	}
+}
+
+func (s *samples) add(r store.Record, o deployment.Observation) {
+	s.count(r.State)
 	if o.HasLeadTime {
 		s.leadTime = append(s.leadTime, o.LeadTime)
 	}
@@ -307,8 +314,8 @@ type rowSamples struct {
 
 // bucketSamples is one chart bucket under construction.
 type bucketSamples struct {
-	passed, failed, canceled int
-	leadTime                 []float64
+	stateCounts
+	leadTime []float64
 }
 
 // Builder computes a report from records given in the log's order.
@@ -383,14 +390,7 @@ func (b *Builder) Add(r store.Record) {
 			WebURL: httpURL(r.WebURL), DeployedBy: r.DeployedBy, ReleaseNotes: r.ReleaseNotes}
 	}
 	bs := &b.buckets[int(t.Sub(b.opts.Since)/b.bucket)]
-	switch r.State {
-	case "passed":
-		bs.passed++
-	case "failed":
-		bs.failed++
-	case "canceled":
-		bs.canceled++
-	}
+	bs.count(r.State)
 	if o.HasLeadTime {
 		bs.leadTime = append(bs.leadTime, o.LeadTime)
 	}

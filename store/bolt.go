@@ -181,6 +181,18 @@ func (e *CorruptError) Error() string {
 
 func (e *CorruptError) Unwrap() error { return e.Err }
 
+// defaults are the logger and lock timeout of opts: a no-op logger and one second when unset.
+func (opts BoltOptions) defaults() (log.Logger, time.Duration) {
+	logger, timeout := opts.Logger, opts.LockTimeout
+	if logger == nil {
+		logger = log.NewNopLogger()
+	}
+	if timeout <= 0 {
+		timeout = time.Second
+	}
+	return logger, timeout
+}
+
 // OpenBolt opens or creates the deployment log in the directory dir (the --storage.path),
 // creating the directory if needed. It fails with a *LockedError when another process has it
 // open, and with a *CorruptError when the file cannot be read.
@@ -188,14 +200,7 @@ func OpenBolt(dir string, opts BoltOptions) (*Bolt, error) {
 	if dir == "" {
 		return nil, errors.New("storage path is empty")
 	}
-	logger := opts.Logger
-	if logger == nil {
-		logger = log.NewNopLogger()
-	}
-	timeout := opts.LockTimeout
-	if timeout <= 0 {
-		timeout = time.Second
-	}
+	logger, timeout := opts.defaults()
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("cannot create storage path %s: %w%s", dir, err, hint(err))
 	}

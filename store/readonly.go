@@ -6,9 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"time"
 
-	"github.com/go-kit/log"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -24,14 +22,7 @@ func OpenBoltReadOnly(dir string, opts BoltOptions) (*Bolt, error) {
 	if dir == "" {
 		return nil, errors.New("storage path is empty")
 	}
-	logger := opts.Logger
-	if logger == nil {
-		logger = log.NewNopLogger()
-	}
-	timeout := opts.LockTimeout
-	if timeout <= 0 {
-		timeout = time.Second
-	}
+	logger, timeout := opts.defaults()
 	path := filepath.Join(dir, DBFileName)
 	fi, err := os.Stat(path)
 	switch {
