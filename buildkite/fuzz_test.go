@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"path"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -290,26 +291,38 @@ var fuzzScopeRE = regexp.MustCompile(`^[a-z_]+$`)
 
 // fuzzSaidReset is the reset the 429 stated, worked out independently of parseRateLimited in the
 // order it documents (the body's reset, else the scope's header, else Retry-After), in float
-// seconds so that huge values stay huge instead of overflowing.
+// seconds so that huge values stay huge instead of overflowing. The first source that holds a
+// number of seconds decides, whole or not (".0", "1.5"): a negative one or NaN states no wait
+// (ok, with 0), and a later source does not count then. A Retry-After date is left out.
 func fuzzSaidReset(body []byte, h http.Header, scope string) (time.Duration, bool) {
-	toDuration := func(sec float64) time.Duration {
-		if sec >= float64(math.MaxInt64)/float64(time.Second) {
-			return math.MaxInt64
+	seconds := func(raw string) (time.Duration, bool) {
+		raw = strings.TrimSpace(raw)
+		if raw == "" {
+			return 0, false
 		}
-		return time.Duration(sec * float64(time.Second))
+		f, err := strconv.ParseFloat(raw, 64)
+		switch {
+		case err != nil && !errors.Is(err, strconv.ErrRange):
+			return 0, false // not a number: the next source
+		case math.IsNaN(f) || f < 0:
+			return 0, true
+		case f >= float64(math.MaxInt64)/float64(time.Second):
+			return math.MaxInt64, true
+		}
+		return time.Duration(f * float64(time.Second)), true
 	}
 	var rl rateLimitBody
 	// Errors are ignored as parseRateLimited ignores them: a field of the wrong type after
 	// "reset" does not undo the reset decoded before it.
 	_ = json.Unmarshal(body, &rl)
 	if rl.Reset != nil {
-		if f, err := rl.Reset.Float64(); err == nil && f >= 0 {
-			return toDuration(f), true
+		if d, ok := seconds(rl.Reset.String()); ok {
+			return d, true
 		}
 	}
 	for _, name := range []string{headerNames[scope].reset, "Retry-After"} {
-		if n, ok := headerInt(h, name); ok {
-			return toDuration(float64(n)), true
+		if d, ok := seconds(h.Get(name)); ok {
+			return d, true
 		}
 	}
 	return 0, false
